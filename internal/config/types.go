@@ -5,7 +5,13 @@
 // `regdr config check` is a problem every process would have hit.
 package config
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
 
 // Config is one deployment. Field names in YAML are snake_case; unknown
 // fields are errors (a typo in a threshold must not silently fall back to a
@@ -30,12 +36,12 @@ type Config struct {
 
 // Etcd is how agents and the CLI reach the coordination cluster.
 type Etcd struct {
-	Endpoints   []string `yaml:"endpoints"`
-	Prefix      string   `yaml:"prefix"`
-	DialTimeout Duration `yaml:"dial_timeout"`
-	TLS         *TLS     `yaml:"tls,omitempty"`
-	Username    string   `yaml:"username,omitempty"`
-	PasswordFile string  `yaml:"password_file,omitempty"`
+	Endpoints    []string `yaml:"endpoints"`
+	Prefix       string   `yaml:"prefix"`
+	DialTimeout  Duration `yaml:"dial_timeout"`
+	TLS          *TLS     `yaml:"tls,omitempty"`
+	Username     string   `yaml:"username,omitempty"`
+	PasswordFile string   `yaml:"password_file,omitempty"`
 }
 
 // TLS is client TLS for etcd. All files are PEM.
@@ -154,3 +160,35 @@ type Agent struct {
 
 // Duration is a time.Duration written as "2s", "500ms", "15m" in YAML.
 type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads a Go duration string. A bare number is refused: "5"
+// could mean seconds or nanoseconds, and guessing wrong on a lease TTL
+// fences a healthy site.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("expected a duration like \"2s\", got %s", describeNode(n))
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("bad duration %q: want a number with a unit (ms, s, m, h), like \"2s\"", n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the shortest form that reads back the same: "72h"
+// rather than "72h0m0s", so generated configs stay readable.
+func (d Duration) MarshalYAML() (any, error) {
+	return formatDuration(d.Duration), nil
+}
+
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}

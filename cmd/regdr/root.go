@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regdr/regdr/internal/agent"
+	"github.com/regdr/regdr/internal/config"
+)
+
+// globals are the persistent flags every command shares.
+type globals struct {
+	configPath string
+	output     string
+	logLevel   string
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "regdr",
+		Short: "Disaster-recovery replication and failover controller for a DNS registry",
+		Long: `regdr keeps a DNS registry's two sites ready to take over from each other:
+it replicates the registry database (PostgreSQL streaming replication) and the
+zones (zone transfer, behind safety gates), carries DNSSEC keys between sites,
+proves backups restore, and runs manual-trigger failovers and scheduled drills.
+
+One binary is both the per-site agent (regdr agent) and the operators' command
+line. Every command that reports takes --output table|json.
+
+Try it on one machine:  regdr lab up && regdr status --config /tmp/regdr-lab/regdr.yaml`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       agent.Version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if g.output != "table" && g.output != "json" {
+				return usageErr(fmt.Errorf("--output %q: want table or json", g.output))
+			}
+			return nil
+		},
+	}
+	defConfig := os.Getenv("REGDR_CONFIG")
+	if defConfig == "" {
+		defConfig = "/etc/regdr/regdr.yaml"
+	}
+	root.PersistentFlags().StringVar(&g.configPath, "config", defConfig, "deployment config file (env REGDR_CONFIG)")
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageErr(err) })
+	root.AddCommand(
+		newConfigCmd(g),
+		newAgentCmd(g),
+		newStatusCmd(g),
+		newAuditCmd(g),
+		newLabCmd(g),
+	)
+	return root
+}
+
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func usageErr(err error) error     { return usageError{err} }
+
+func isUsage(err error) bool {
+	if _, ok := err.(usageError); ok {
+		return true
+	}
+	// cobra's own argument errors.
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+		strings.HasPrefix(msg, "accepts ") || strings.HasPrefix(msg, "requires at least")
+}
+
+func (g *globals) json() bool { return g.output == "json" }
+
+func (g *globals) logger(w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+func (g *globals) loadConfig() (*config.Config, error) {
+	cfg, err := config.Load(g.configPath)
+	if err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", g.configPath, err)
+	}
+	return cfg, nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,329 @@
+// Package agent is the per-site regdr process: it confirms its site's role
+// against the active-site record in etcd, measures the site's registry
+// database, keeps the site's zones (published at the active site, pulled
+// from it at the standby), gossips a condensed view to the other agents and
+// answers /healthz, /metrics and /v1/status.
+//
+// The loop is deliberately boring: one tick reads etcd, one measures
+// PostgreSQL, zone changes arrive as events (file rename, NOTIFY). Every
+// fact carries the time it was measured so the status can say how stale it
+// is.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/regdr/regdr/internal/config"
+	"github.com/regdr/regdr/internal/etcdclient"
+	"github.com/regdr/regdr/internal/membership"
+	"github.com/regdr/regdr/internal/status"
+	"github.com/regdr/regdr/internal/store"
+	"github.com/regdr/regdr/replicator/pgstate"
+	"github.com/regdr/regdr/replicator/zoneserve"
+)
+
+// Version is stamped by the build.
+var Version = "dev"
+
+// Agent is one site's agent. Create with New, then Run.
+type Agent struct {
+	cfg   *config.Config
+	site  config.Site
+	log   *slog.Logger
+	keys  store.Keys
+	sites []string
+
+	etcd   *clientv3.Client
+	pool   *pgxpool.Pool
+	gossip *membership.Gossip
+	dns    *zoneserve.Server
+	reg    *prometheus.Registry
+	m      *metrics
+
+	started time.Time
+	// pullNow wakes the standby's zone puller (NOTIFY from the active site).
+	pullNow chan struct{}
+
+	mu     sync.Mutex
+	st     status.Agent
+	zones  map[string]status.ZoneState
+	frozen []string
+}
+
+// New validates the site and prepares an agent; nothing is started.
+func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
+	s, ok := cfg.Site(site)
+	if !ok {
+		return nil, fmt.Errorf("site %q is not in the deployment config %s", site, cfg.Path())
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Agent{
+		cfg:     cfg,
+		site:    *s,
+		log:     log.With("site", site),
+		keys:    store.Keys{Prefix: cfg.Etcd.Prefix},
+		started: time.Now(),
+		pullNow: make(chan struct{}, 1),
+		zones:   map[string]status.ZoneState{},
+		reg:     prometheus.NewRegistry(),
+	}
+	for _, s := range cfg.Sites {
+		a.sites = append(a.sites, s.Name)
+	}
+	a.m = newMetrics(a.reg, site)
+	a.st = status.Agent{Site: site, Version: Version, Started: a.started, Role: "unknown", Health: "starting"}
+	if s.Witness {
+		a.st.Role = "witness"
+	}
+	return a, nil
+}
+
+// Run starts every part and blocks until ctx is done. A part that cannot
+// start (port taken, bad TSIG secret) is an error; a peer that is down
+// (etcd, PostgreSQL, the other site) is a condition the agent reports and
+// keeps retrying.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var err error
+	if a.etcd, err = etcdclient.Dial(a.cfg); err != nil {
+		return err
+	}
+	defer a.etcd.Close()
+
+	if !a.site.Witness && a.site.Postgres != "" {
+		pc, err := pgxpool.ParseConfig(a.site.Postgres)
+		if err != nil {
+			return fmt.Errorf("site %s postgres conninfo: %w", a.site.Name, err)
+		}
+		pc.MaxConns = 4
+		pc.ConnConfig.ConnectTimeout = 2 * time.Second
+		if a.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+			return fmt.Errorf("site %s postgres: %w", a.site.Name, err)
+		}
+		defer a.pool.Close()
+	}
+
+	var peers []string
+	for _, s := range a.cfg.Sites {
+		if s.Name != a.site.Name {
+			peers = append(peers, s.GossipAddr)
+		}
+	}
+	a.gossip, err = membership.Start(membership.Options{
+		Site: a.site.Name, Bind: a.site.GossipAddr, Peers: peers,
+		Profile: a.cfg.Agent.Gossip, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer a.gossip.Close()
+
+	if !a.site.Witness && a.site.DNSAddr != "" {
+		if err := a.startDNS(ctx); err != nil {
+			return err
+		}
+		defer a.dns.Close()
+	}
+
+	ln, err := net.Listen("tcp", a.site.AgentAddr)
+	if err != nil {
+		return fmt.Errorf("agent HTTP on %s: %w", a.site.AgentAddr, err)
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("agent HTTP stopped", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		defer c()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.Info("agent started", "http", a.site.AgentAddr, "gossip", a.site.GossipAddr, "dns", a.site.DNSAddr)
+
+	var wg sync.WaitGroup
+	if a.dns != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.zoneLoop(ctx) }()
+	}
+	a.tick(ctx)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	rejoin := time.NewTicker(5 * time.Second)
+	defer rejoin.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			wg.Wait()
+			a.log.Info("agent stopping")
+			return nil
+		case <-t.C:
+			a.tick(ctx)
+		case <-rejoin.C:
+			a.gossip.Rejoin()
+		}
+	}
+}
+
+// tick refreshes every measured fact once. Each source has its own short
+// deadline so one hung peer cannot stall the others.
+func (a *Agent) tick(ctx context.Context) {
+	role, active, epoch, etcdView, frozen := a.readEtcd(ctx)
+	var pg *status.Postgres
+	if a.pool != nil {
+		pg = a.measurePostgres(ctx, role)
+	}
+	a.mu.Lock()
+	if etcdView.Reachable {
+		a.st.Role, a.st.ActiveSite, a.st.Epoch = role, active, epoch
+		a.frozen = frozen
+	}
+	if !etcdView.Reachable && !a.st.Etcd.LastOK.IsZero() {
+		etcdView.LastOK = a.st.Etcd.LastOK
+	}
+	a.st.Etcd = etcdView
+	a.st.Postgres = pg
+	a.st.Problems = a.problems(etcdView, pg)
+	a.st.Health = "ok"
+	if len(a.st.Problems) > 0 {
+		a.st.Health = "degraded"
+	}
+	meta := a.metaLocked()
+	a.mu.Unlock()
+
+	if err := a.gossip.SetMeta(meta); err != nil {
+		a.log.Debug("gossip meta", "err", err)
+	}
+	a.observe(etcdView, pg, epoch)
+}
+
+func (a *Agent) readEtcd(ctx context.Context) (role, active string, epoch uint64, v status.EtcdView, frozen []string) {
+	ctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+	defer cancel()
+	rec, found, err := store.GetActive(ctx, a.etcd, a.keys)
+	if err != nil {
+		return "", "", 0, status.EtcdView{Error: err.Error()}, nil
+	}
+	v = status.EtcdView{Reachable: true, LastOK: time.Now()}
+	switch {
+	case a.site.Witness:
+		role = "witness"
+	case !found:
+		role = "unknown"
+	case rec.Site == a.site.Name:
+		role = "active"
+	default:
+		role = "standby"
+	}
+	if found {
+		active, epoch = rec.Site, rec.Epoch
+	}
+	fs, err := store.ListFreezes(ctx, a.etcd, a.keys)
+	if err == nil {
+		for _, f := range fs {
+			z := f.Zone
+			if z == "" {
+				z = "*"
+			}
+			frozen = append(frozen, z)
+		}
+		sort.Strings(frozen)
+	}
+	return role, active, epoch, v, frozen
+}
+
+func (a *Agent) measurePostgres(ctx context.Context, role string) *status.Postgres {
+	ctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+	defer cancel()
+	st, err := pgstate.Measure(ctx, a.pool)
+	if err != nil {
+		return &status.Postgres{Error: err.Error(), MeasuredAt: time.Now()}
+	}
+	// Only the site etcd names active writes the heartbeat, and only to a
+	// primary: a standby that thinks it is primary must not make WAL that
+	// looks like liveness.
+	if role == "active" && st.Role == "primary" {
+		if err := pgstate.Heartbeat(ctx, a.pool, a.site.Name); err != nil {
+			a.log.Warn("heartbeat", "err", err)
+		}
+	}
+	return st
+}
+
+func (a *Agent) problems(e status.EtcdView, pg *status.Postgres) []string {
+	var p []string
+	if !e.Reachable {
+		p = append(p, "etcd unreachable: "+e.Error)
+	}
+	if pg != nil && !pg.Reachable {
+		p = append(p, "postgres unreachable: "+pg.Error)
+	}
+	if pg != nil && pg.Reachable {
+		switch {
+		case a.st.Role == "active" && pg.Role != "primary":
+			p = append(p, "site is active but PostgreSQL is a "+pg.Role)
+		case a.st.Role == "standby" && pg.Role != "standby":
+			p = append(p, "site is standby but PostgreSQL is a "+pg.Role+" (split brain risk)")
+		}
+	}
+	for _, z := range a.zones {
+		if z.Error != "" {
+			p = append(p, "zone "+z.Origin+": "+z.Error)
+		}
+	}
+	return p
+}
+
+func (a *Agent) metaLocked() status.Meta {
+	m := status.Meta{Site: a.site.Name, Role: a.st.Role, ActiveSite: a.st.ActiveSite, Epoch: a.st.Epoch, Health: a.st.Health}
+	if pg := a.st.Postgres; pg != nil && pg.Reachable {
+		m.PGRole, m.Timeline, m.LSN = pg.Role, pg.Timeline, pg.LSN
+		for _, r := range pg.Replicas {
+			lb := r.LagBytes
+			m.LagBytes = &lb
+		}
+	}
+	if len(a.zones) > 0 {
+		m.Serials = map[string]uint32{}
+		for o, z := range a.zones {
+			m.Serials[o] = z.Serial
+		}
+	}
+	return m
+}
+
+// Status is a copy of the agent's current view, with the gossip peers.
+func (a *Agent) Status() status.Agent {
+	a.mu.Lock()
+	st := a.st
+	st.Now = time.Now()
+	st.Frozen = append([]string(nil), a.frozen...)
+	st.Zones = nil
+	for _, z := range a.zones {
+		st.Zones = append(st.Zones, z)
+	}
+	a.mu.Unlock()
+	sort.Slice(st.Zones, func(i, j int) bool { return st.Zones[i].Origin < st.Zones[j].Origin })
+	if a.gossip != nil {
+		st.Peers = a.gossip.Peers(a.sites)
+	}
+	return st
+}

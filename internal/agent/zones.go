@@ -1,0 +1,267 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/status"
+	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonepull"
+	"github.com/regdr/regdr/replicator/zoneserve"
+)
+
+// ZoneFile is where the registry's generator drops a zone for the agent of
+// the site: <zone_dir>/<origin without the final dot>.zone ("root.zone"
+// for the root). The generator must write it to a temporary name and
+// rename it into place: the agent reacts only to the rename, so a
+// half-written file is never read (.hk 2004).
+func ZoneFile(dir, origin string) string {
+	name := strings.TrimSuffix(dns.Fqdn(origin), ".")
+	if name == "" {
+		name = "root"
+	}
+	return filepath.Join(dir, name+".zone")
+}
+
+func (a *Agent) tsigFor(origin string) (name, secret string, err error) {
+	for _, z := range a.cfg.Zones {
+		if dns.Fqdn(z.Origin) != dns.Fqdn(origin) {
+			continue
+		}
+		_, secret, err := a.cfg.TSIG(z.TSIGKey)
+		if err != nil {
+			return "", "", fmt.Errorf("zone %s tsig key %s: %w", origin, z.TSIGKey, err)
+		}
+		return dns.Fqdn(z.TSIGKey), secret, nil
+	}
+	return "", "", fmt.Errorf("zone %s is not in the deployment config", origin)
+}
+
+func (a *Agent) startDNS(ctx context.Context) error {
+	keys := map[string]string{}
+	for _, k := range a.cfg.TSIGKeys {
+		_, secret, err := a.cfg.TSIG(k.Name)
+		if err != nil {
+			return fmt.Errorf("tsig key %s: %w", k.Name, err)
+		}
+		keys[dns.Fqdn(k.Name)] = secret
+	}
+	srv, err := zoneserve.New(zoneserve.Options{
+		Addr:   a.site.DNSAddr,
+		TSIG:   keys,
+		Logger: a.log,
+		OnNotify: func(origin string, serial uint32, from netip.AddrPort) {
+			// Runs on the DNS server's goroutine: hand off, never block.
+			select {
+			case a.pullNow <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("hidden primary on %s: %w", a.site.DNSAddr, err)
+	}
+	a.dns = srv
+	if err := a.dns.Start(ctx); err != nil {
+		return fmt.Errorf("hidden primary on %s: %w", a.site.DNSAddr, err)
+	}
+	return nil
+}
+
+// zoneLoop keeps the served zones current: at the active site from the
+// generator's files, at the standby by pulling from the active site.
+func (a *Agent) zoneLoop(ctx context.Context) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		a.log.Error("zone watcher", "err", err)
+		return
+	}
+	defer w.Close()
+	if a.site.ZoneDir != "" {
+		if err := os.MkdirAll(a.site.ZoneDir, 0o755); err == nil {
+			if err := w.Add(a.site.ZoneDir); err != nil {
+				a.log.Error("watch zone dir", "dir", a.site.ZoneDir, "err", err)
+			}
+		}
+	}
+	// Start from whatever is on disk: a restarted active agent serves its
+	// last accepted version at once instead of an empty zone (RIPE 2012).
+	for _, z := range a.cfg.Zones {
+		a.loadFile(ctx, ZoneFile(a.site.ZoneDir, z.Origin), false)
+	}
+	refresh := time.NewTicker(10 * time.Second)
+	defer refresh.Stop()
+	a.pullIfStandby(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-w.Events:
+			if ev.Op&(fsnotify.Create|fsnotify.Rename) != 0 && strings.HasSuffix(ev.Name, ".zone") {
+				a.loadFile(ctx, ev.Name, true)
+			}
+		case err := <-w.Errors:
+			a.log.Warn("zone watcher", "err", err)
+		case <-a.pullNow:
+			a.pullIfStandby(ctx)
+		case <-refresh.C:
+			a.pullIfStandby(ctx)
+		}
+	}
+}
+
+func (a *Agent) role() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.st.Role
+}
+
+// loadFile reads a generator file. Only the active site publishes what its
+// generator writes; a standby reads its own files only at start.
+func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
+	origin := ""
+	for _, z := range a.cfg.Zones {
+		if ZoneFile(a.site.ZoneDir, z.Origin) == path {
+			origin = dns.Fqdn(z.Origin)
+		}
+	}
+	if origin == "" {
+		return
+	}
+	if _, err := os.Stat(path); err != nil {
+		return
+	}
+	if event && a.role() != "active" {
+		a.log.Warn("zone file written at a standby site: ignored", "file", path)
+		return
+	}
+	z, err := zone.ParseFile(path, origin)
+	if err != nil {
+		a.setZoneError(origin, err)
+		a.log.Error("zone file refused", "zone", origin, "err", err)
+		return
+	}
+	a.accept(ctx, z, "file:"+filepath.Base(path))
+}
+
+// accept serves a new version if it is newer (RFC 1982) and, at the active
+// site, tells the secondaries and the other sites.
+func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
+	if cur := a.dns.Zone(z.Origin); cur != nil {
+		if cur.Serial == z.Serial && cur.Digest == z.Digest {
+			return
+		}
+		if !zone.SerialLess(cur.Serial, z.Serial) {
+			err := fmt.Errorf("serial %d is not newer than the served %d", z.Serial, cur.Serial)
+			if cur.Serial == z.Serial {
+				err = fmt.Errorf("serial %d reused with different content", z.Serial)
+			}
+			a.setZoneError(z.Origin, err)
+			a.log.Error("zone version refused", "zone", z.Origin, "err", err)
+			return
+		}
+	}
+	a.dns.SetZone(z)
+	a.mu.Lock()
+	a.zones[z.Origin] = status.ZoneState{Origin: z.Origin, Serial: z.Serial, Digest: z.Digest, Source: source, LoadedAt: time.Now()}
+	a.mu.Unlock()
+	a.m.zoneSerial.WithLabelValues(z.Origin).Set(float64(z.Serial))
+	a.log.Info("zone version serving", "zone", z.Origin, "serial", z.Serial, "source", source, "records", len(z.Records))
+	if a.role() == "active" {
+		a.notify(ctx, z)
+	}
+}
+
+func (a *Agent) setZoneError(origin string, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	zs := a.zones[origin]
+	zs.Origin = origin
+	zs.Error = err.Error()
+	a.zones[origin] = zs
+}
+
+// notify pushes the new serial to every secondary and the other sites'
+// agents (RIPE 2017: push, do not poll, so a fix propagates in seconds).
+func (a *Agent) notify(ctx context.Context, z *zone.Zone) {
+	name, secret, err := a.tsigFor(z.Origin)
+	if err != nil {
+		a.log.Error("notify", "err", err)
+		return
+	}
+	var targets []string
+	for _, s := range a.cfg.Secondary {
+		if s.Notify {
+			targets = append(targets, s.Addr)
+		}
+	}
+	for _, s := range a.cfg.Sites {
+		if s.Name != a.site.Name && !s.Witness && s.DNSAddr != "" {
+			targets = append(targets, s.DNSAddr)
+		}
+	}
+	go func() {
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(a.site.DNSAddr); err == nil {
+			src = ap.Addr()
+		}
+		for _, r := range zoneserve.NotifyFrom(nctx, src, targets, z.Origin, z.Serial, name, secret) {
+			if r.Err != nil {
+				a.log.Warn("notify not acknowledged", "zone", z.Origin, "serial", z.Serial, "target", r.Target, "err", r.Err)
+			}
+		}
+	}()
+}
+
+// pullIfStandby transfers every zone from the active site when this site is
+// the standby and the active site serves a newer serial.
+func (a *Agent) pullIfStandby(ctx context.Context) {
+	a.mu.Lock()
+	role, active := a.st.Role, a.st.ActiveSite
+	a.mu.Unlock()
+	if role != "standby" {
+		return
+	}
+	src, ok := a.cfg.Site(active)
+	if !ok || src.DNSAddr == "" {
+		return
+	}
+	for _, zc := range a.cfg.Zones {
+		origin := dns.Fqdn(zc.Origin)
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		serial, err := zonepull.QuerySerial(pctx, src.DNSAddr, origin)
+		if err != nil {
+			cancel()
+			a.log.Debug("active site SOA", "zone", origin, "err", err)
+			continue
+		}
+		if cur := a.dns.Zone(origin); cur != nil && !zone.SerialLess(cur.Serial, serial) {
+			cancel()
+			continue
+		}
+		name, secret, err := a.tsigFor(origin)
+		if err != nil {
+			cancel()
+			a.log.Error("pull", "err", err)
+			continue
+		}
+		z, err := zonepull.Pull(pctx, src.DNSAddr, origin, name, secret)
+		cancel()
+		if err != nil {
+			a.setZoneError(origin, fmt.Errorf("pull from %s: %w", active, err))
+			a.log.Warn("zone pull failed", "zone", origin, "from", active, "err", err)
+			continue
+		}
+		a.accept(ctx, z, "axfr:"+active)
+	}
+}

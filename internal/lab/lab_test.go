@@ -1,0 +1,273 @@
+package lab_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/audit"
+	"github.com/regdr/regdr/internal/etcdclient"
+	"github.com/regdr/regdr/internal/lab"
+	"github.com/regdr/regdr/internal/labtest"
+	"github.com/regdr/regdr/internal/registry"
+	"github.com/regdr/regdr/internal/status"
+	"github.com/regdr/regdr/internal/store"
+)
+
+// eventually polls cond until it returns nil or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < d {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("after %s, still waiting for %s: %v", d, what, err)
+	return 0
+}
+
+func statusJSON(t *testing.T, l *lab.Lab) (status.Deployment, labtest.Result) {
+	t.Helper()
+	r := labtest.Run(t, nil, "status", "--config", l.State.Config, "--output", "json", "--timeout", "1s")
+	var d status.Deployment
+	if r.Code != 0 {
+		return d, r
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
+		t.Fatalf("regdr status --output json is not JSON: %v\n%s", err, r.Stdout)
+	}
+	return d, r
+}
+
+func row(d status.Deployment, site string) status.SiteRow {
+	for _, s := range d.Sites {
+		if s.Site == site {
+			return s
+		}
+	}
+	return status.SiteRow{}
+}
+
+func TestLab(t *testing.T) {
+	l := labtest.Up(t, lab.Options{Domains: 2000})
+	ctx := context.Background()
+
+	t.Run("write on tokyo appears on osaka", func(t *testing.T) {
+		tokyo, err := pgx.Connect(ctx, l.SiteConnString("tokyo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tokyo.Close(ctx)
+		id, err := registry.Register(ctx, tokyo, "replicated-write", []string{"ns1.example.net.", "ns2.example.net."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		osaka, err := pgx.Connect(ctx, l.SiteConnString("osaka"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer osaka.Close(ctx)
+		took := eventually(t, 10*time.Second, "journal id on osaka", func() error {
+			var n int
+			if err := osaka.QueryRow(ctx, `SELECT count(*) FROM journal WHERE id = $1`, id).Scan(&n); err != nil {
+				return err
+			}
+			if n != 1 {
+				return fmt.Errorf("journal id %d not on osaka yet", id)
+			}
+			return nil
+		})
+		t.Logf("journal id %d replicated in %s", id, took)
+		if _, err := osaka.Exec(ctx, `INSERT INTO registrants (handle, name, email) VALUES ('x','x','x')`); err == nil {
+			t.Fatal("osaka (hot standby) accepted a write")
+		}
+	})
+
+	t.Run("status shows roles and lag returns to 0 bytes", func(t *testing.T) {
+		eventually(t, 30*time.Second, "status: tokyo primary, osaka standby at 0 bytes lag", func() error {
+			d, r := statusJSON(t, l)
+			if r.Code != 0 {
+				return fmt.Errorf("exit %d: %s", r.Code, r.Stderr)
+			}
+			tk, os := row(d, "tokyo"), row(d, "osaka")
+			switch {
+			case d.ActiveSite != "tokyo" || d.Epoch != 1 || d.Source != "etcd":
+				return fmt.Errorf("active %q epoch %d source %s", d.ActiveSite, d.Epoch, d.Source)
+			case tk.Role != "active" || tk.PGRole != "primary":
+				return fmt.Errorf("tokyo: role %s pg %s", tk.Role, tk.PGRole)
+			case os.Role != "standby" || os.PGRole != "standby":
+				return fmt.Errorf("osaka: role %s pg %s", os.Role, os.PGRole)
+			case tk.Timeline != 1 || os.Timeline != 1:
+				return fmt.Errorf("timelines %d/%d", tk.Timeline, os.Timeline)
+			case os.LagBytes == nil:
+				return fmt.Errorf("osaka lag unknown")
+			case *os.LagBytes != 0:
+				return fmt.Errorf("osaka lag %d bytes", *os.LagBytes)
+			}
+			return nil
+		})
+		r := labtest.Run(t, nil, "status", "--config", l.State.Config)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "tokyo") || !strings.Contains(r.Stdout, "SERIAL "+l.State.TLD) {
+			t.Fatalf("table status: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+		}
+		t.Logf("regdr status:\n%s", r.Stdout)
+	})
+
+	t.Run("secondary follows registry writes by NOTIFY", func(t *testing.T) {
+		before, err := l.SecondarySerial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := registry.Register(ctx, conn, "notified", []string{"ns1.example.net.", "ns2.example.net."}); err != nil {
+			t.Fatal(err)
+		}
+		// The zone's SOA refresh is 30 minutes: a new serial within
+		// seconds can only have come from NOTIFY.
+		took := eventually(t, 15*time.Second, "a newer serial at the secondary", func() error {
+			got, err := l.SecondarySerial(ctx)
+			if err != nil {
+				return err
+			}
+			if got <= before {
+				return fmt.Errorf("still %d", got)
+			}
+			return nil
+		})
+		t.Logf("secondary moved past serial %d in %s", before, took)
+		m := new(dns.Msg)
+		m.SetQuestion("notified."+l.State.TLD, dns.TypeNS)
+		in, err := dns.Exchange(m, l.State.Secondary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(in.Ns) == 0 {
+			t.Fatalf("secondary has no delegation for notified.%s: %v", l.State.TLD, in)
+		}
+		// The standby site pulled the same version from tokyo.
+		eventually(t, 15*time.Second, "osaka's agent to serve the same serial", func() error {
+			d, _ := statusJSON(t, l)
+			tk, os := row(d, "tokyo").Serials[l.State.TLD], row(d, "osaka").Serials[l.State.TLD]
+			if tk == 0 || tk != os {
+				return fmt.Errorf("tokyo %d osaka %d", tk, os)
+			}
+			return nil
+		})
+	})
+
+	t.Run("audit verify on a real chain, and an edited entry", func(t *testing.T) {
+		cli, err := etcdclient.Dial(l.Cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		keys := store.Keys{Prefix: l.Cfg.Etcd.Prefix}
+		log := audit.New(cli, keys)
+		var last audit.Entry
+		for i := range 5 {
+			last, err = log.Append(ctx, audit.Entry{Who: "test", Action: "test.append", Target: fmt.Sprint(i), Result: "ok"})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := labtest.Run(t, nil, "audit", "verify", "--config", l.State.Config)
+		if r.Code != 0 {
+			t.Fatalf("verify of an intact chain: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		r = labtest.Run(t, nil, "audit", "list", "--config", l.State.Config, "-o", "json")
+		var entries []audit.Entry
+		if err := json.Unmarshal([]byte(r.Stdout), &entries); err != nil || len(entries) < 5 {
+			t.Fatalf("audit list: %v %d entries\n%s", err, len(entries), r.Stdout)
+		}
+		// Edit one stored entry behind regdr's back.
+		key := keys.AuditEntry(last.Seq - 2)
+		resp, err := cli.Get(ctx, key)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("read %s: %v", key, err)
+		}
+		edited := strings.Replace(string(resp.Kvs[0].Value), `"ok"`, `"failed"`, 1)
+		if edited == string(resp.Kvs[0].Value) {
+			t.Fatalf("could not edit %s", resp.Kvs[0].Value)
+		}
+		if _, err := cli.Put(ctx, key, edited); err != nil {
+			t.Fatal(err)
+		}
+		r = labtest.Run(t, nil, "audit", "verify", "--config", l.State.Config)
+		if r.Code != 1 || !strings.Contains(r.Stderr, fmt.Sprint(last.Seq-2)) {
+			t.Fatalf("verify of an edited chain: exit %d, want 1 naming seq %d\n%s%s", r.Code, last.Seq-2, r.Stdout, r.Stderr)
+		}
+		t.Logf("edited chain: %s", strings.TrimSpace(r.Stderr))
+	})
+
+	t.Run("agents gossip; a killed agent shows down within 10s", func(t *testing.T) {
+		eventually(t, 20*time.Second, "every agent up over HTTP, seeing its peers", func() error {
+			d, _ := statusJSON(t, l)
+			for _, s := range d.Sites {
+				if s.AgentSeen != "http" {
+					return fmt.Errorf("%s agent %s", s.Site, s.AgentSeen)
+				}
+			}
+			return nil
+		})
+		p, ok := l.State.Proc("agent-osaka")
+		if !ok {
+			t.Fatal("no agent-osaka process")
+		}
+		if err := lab.Kill(p); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		eventually(t, 10*time.Second, "status to show osaka's agent down", func() error {
+			d, _ := statusJSON(t, l)
+			if os := row(d, "osaka"); os.AgentAlive || os.AgentSeen != "down" {
+				return fmt.Errorf("osaka agent %s", os.AgentSeen)
+			}
+			return nil
+		})
+		t.Logf("osaka agent shown down %s after the kill", time.Since(killed).Round(time.Millisecond))
+		if err := l.StartAgent(ctx, "osaka"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "osaka back, seen by tokyo's gossip", func() error {
+			d, _ := statusJSON(t, l)
+			if os := row(d, "osaka"); os.AgentSeen != "http" {
+				return fmt.Errorf("osaka agent %s", os.AgentSeen)
+			}
+			return nil
+		})
+	})
+
+	t.Run("lab down leaves no process or port", func(t *testing.T) {
+		parts := l.Parts()
+		r := labtest.Run(t, nil, "lab", "down", "--dir", l.State.Dir)
+		if r.Code != 0 {
+			t.Fatalf("lab down: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		for _, p := range l.Parts() {
+			if p.Running {
+				t.Errorf("%s (pid %d) still running", p.Name, p.Pid)
+			}
+		}
+		for _, a := range l.State.Listen {
+			if labtest.Listening(a) {
+				t.Errorf("%s still accepts connections", a)
+			}
+		}
+		if len(parts) < 8 {
+			t.Errorf("lab had only %d parts: %+v", len(parts), parts)
+		}
+	})
+}

@@ -1,0 +1,196 @@
+package zoneserve
+
+import (
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/replicator/zone"
+)
+
+// Envelope limits for outgoing transfers. Each message must stay under the
+// 64 KiB TCP message limit with its TSIG; miekg packs envelopes without
+// name compression, so the byte budget counts uncompressed lengths. A few
+// hundred RRs per message keeps the per-message TSIG and syscall cost low
+// without making one slow message hold a large buffer.
+const (
+	maxEnvelopeRRs   = 300
+	maxEnvelopeBytes = 32 * 1024
+)
+
+// tsigFudge is the allowed clock difference in signatures we create; 300 s
+// is the RFC 8945 §10 recommendation.
+const tsigFudge = 300
+
+// ServeDNS implements dns.Handler. miekg has already verified any TSIG on
+// the request (w.TsigStatus) with the keyring, and refused opcodes other
+// than QUERY and NOTIFY with NOTIMP.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	from := addrPort(w.RemoteAddr())
+	if len(req.Question) != 1 {
+		s.reply(w, req, dns.RcodeFormatError, nil, false)
+		return
+	}
+	q := req.Question[0]
+	signed := false
+	if t := req.IsTsig(); t != nil {
+		if err := w.TsigStatus(); err != nil {
+			// Unsigned REFUSED: we cannot sign with a key we do not
+			// hold, and an answer signed with another key would tell
+			// the sender nothing it can verify.
+			s.log.Warn("refused: TSIG did not verify", "from", from.String(), "key", t.Hdr.Name,
+				"opcode", dns.OpcodeToString[req.Opcode], "qname", q.Name, "qtype", dns.TypeToString[q.Qtype], "err", err)
+			s.reply(w, req, dns.RcodeRefused, nil, false)
+			return
+		}
+		signed = true
+	}
+
+	switch {
+	case req.Opcode == dns.OpcodeNotify:
+		s.serveNotify(w, req, q, signed, from)
+	case req.Opcode != dns.OpcodeQuery, q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY:
+		s.reply(w, req, dns.RcodeRefused, nil, signed)
+	case q.Qtype == dns.TypeSOA:
+		z := s.Zone(q.Name)
+		if z == nil {
+			s.reply(w, req, dns.RcodeRefused, nil, signed)
+			return
+		}
+		s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, signed)
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
+		s.serveTransfer(w, req, q, signed, from)
+	default:
+		s.reply(w, req, dns.RcodeRefused, nil, signed)
+	}
+}
+
+func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Question, signed bool, from netip.AddrPort) {
+	kind := dns.TypeToString[q.Qtype]
+	z := s.Zone(q.Name)
+	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	switch {
+	case !signed:
+		s.log.Warn("refused: transfer without TSIG", "from", from.String(), "type", kind, "zone", q.Name)
+		s.reply(w, req, dns.RcodeRefused, nil, false)
+		return
+	case z == nil:
+		s.log.Warn("refused: transfer of a zone not served here", "from", from.String(), "type", kind, "zone", q.Name)
+		s.reply(w, req, dns.RcodeRefused, nil, true)
+		return
+	case !tcp && q.Qtype == dns.TypeIXFR:
+		// RFC 1995 §2: a reply that does not fit UDP is the current SOA
+		// alone, telling the client to retry over TCP.
+		s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, true)
+		return
+	case !tcp:
+		s.reply(w, req, dns.RcodeRefused, nil, true)
+		return
+	}
+	if q.Qtype == dns.TypeIXFR {
+		var have *dns.SOA
+		if len(req.Ns) == 1 {
+			have, _ = req.Ns[0].(*dns.SOA)
+		}
+		if have == nil {
+			s.reply(w, req, dns.RcodeFormatError, nil, true)
+			return
+		}
+		// RFC 1995 §2: a client at (or, by RFC 1982, past) our serial
+		// gets our SOA alone: nothing to send.
+		if !zone.SerialLess(have.Serial, z.Serial) {
+			s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, true)
+			return
+		}
+	}
+
+	start := time.Now()
+	envs := envelopes(z)
+	ch := make(chan *dns.Envelope, len(envs))
+	for _, e := range envs {
+		ch <- e
+	}
+	close(ch)
+	// z is this transfer's snapshot: SetZone swaps the map, never z.
+	if err := new(dns.Transfer).Out(w, req, ch); err != nil {
+		s.log.Warn("transfer out failed", "from", from.String(), "type", kind, "zone", z.Origin,
+			"serial", z.Serial, "key", req.IsTsig().Hdr.Name, "err", err)
+		w.Close()
+		return
+	}
+	s.log.Info("transfer out", "from", from.String(), "type", kind, "zone", z.Origin, "serial", z.Serial,
+		"key", req.IsTsig().Hdr.Name, "records", z.Len(), "messages", len(envs), "duration", time.Since(start))
+}
+
+// envelopes splits SOA, records..., SOA into messages (RFC 5936 §2.2).
+func envelopes(z *zone.Zone) []*dns.Envelope {
+	var out []*dns.Envelope
+	cur := &dns.Envelope{}
+	size := 0
+	add := func(rr dns.RR) {
+		n := dns.Len(rr)
+		if len(cur.RR) > 0 && (len(cur.RR) == maxEnvelopeRRs || size+n > maxEnvelopeBytes) {
+			out = append(out, cur)
+			cur, size = &dns.Envelope{}, 0
+		}
+		cur.RR = append(cur.RR, rr)
+		size += n
+	}
+	for _, rr := range z.Records {
+		add(rr)
+	}
+	add(z.Records[0])
+	return append(out, cur)
+}
+
+func (s *Server) serveNotify(w dns.ResponseWriter, req *dns.Msg, q dns.Question, signed bool, from netip.AddrPort) {
+	if !signed {
+		s.log.Warn("refused: NOTIFY without TSIG", "from", from.String(), "zone", q.Name)
+		s.reply(w, req, dns.RcodeRefused, nil, false)
+		return
+	}
+	if q.Qtype != dns.TypeSOA {
+		s.reply(w, req, dns.RcodeFormatError, nil, true)
+		return
+	}
+	origin := dns.CanonicalName(q.Name)
+	var serial uint32
+	for _, rr := range req.Answer {
+		if soa, ok := rr.(*dns.SOA); ok && dns.CanonicalName(soa.Hdr.Name) == origin {
+			serial = soa.Serial
+		}
+	}
+	s.log.Info("NOTIFY received", "from", from.String(), "zone", origin, "serial", serial, "key", req.IsTsig().Hdr.Name)
+	if s.opts.OnNotify != nil {
+		s.opts.OnNotify(origin, serial, from)
+	}
+	s.reply(w, req, dns.RcodeSuccess, nil, true)
+}
+
+// reply answers req with rcode and answer, authoritative, TSIG-signed with
+// the request's key when sign is set.
+func (s *Server) reply(w dns.ResponseWriter, req *dns.Msg, rcode int, answer []dns.RR, sign bool) {
+	m := new(dns.Msg)
+	m.SetRcode(req, rcode)
+	m.Authoritative = rcode == dns.RcodeSuccess
+	m.Answer = answer
+	if t := req.IsTsig(); sign && t != nil {
+		m.SetTsig(t.Hdr.Name, t.Algorithm, tsigFudge, time.Now().Unix())
+	}
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("write reply failed", "to", w.RemoteAddr().String(), "err", err)
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

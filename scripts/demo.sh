@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# make demo: the lab on this machine, under write load, and what an operator sees.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=./bin/regdr
+DIR=${REGDR_LAB_DIR:-/tmp/regdr-lab}
+
+if ! $BIN lab status --dir "$DIR" >/dev/null 2>&1; then :; fi
+if [ -f "$DIR/lab.json" ]; then
+  echo "== stopping the previous lab in $DIR"
+  $BIN lab down --dir "$DIR" || true
+  rm -rf "$DIR"
+fi
+
+install=""
+if [ "$(id -u)" = 0 ]; then install="--install"; fi
+echo "== regdr lab up --dir $DIR $install"
+$BIN lab up --dir "$DIR" --domains "${DOMAINS:-10000}" $install
+
+export REGDR_CONFIG="$DIR/regdr.yaml"
+echo
+echo "== registry writes under load for 10 s (regdr lab load --rate 20)"
+$BIN lab load --dir "$DIR" --rate 20 --duration 10s --journal "$DIR/load.jsonl"
+
+echo
+echo "== regdr status"
+sleep 2
+$BIN status
+
+secondary=$(sed -n 's/.*"secondary": "\([0-9.]*\):\([0-9]*\)".*/\1 \2/p' "$DIR/lab.json")
+set -- $secondary
+tld=$(sed -n 's/.*"tld": "\([^"]*\)".*/\1/p' "$DIR/lab.json")
+echo
+echo "== kdig @$1 -p $2 $tld SOA +short   (Knot, the public secondary)"
+kdig @"$1" -p "$2" "$tld" SOA +short
+
+echo
+echo "The lab keeps running. Stop it with: $BIN lab down --dir $DIR"
