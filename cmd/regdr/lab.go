@@ -216,9 +216,8 @@ that file with the new primary's journal gives the writes lost (RPO).`,
 			if m.DataDir == "" {
 				return usageErr(fmt.Errorf("lab in %s has no etcd member %q", dir, member))
 			}
-			if _, err := os.Stat(filepath.Join(m.DataDir, "member")); err == nil {
-				m.ExistingCluster = true
-			}
+			// A member restarting on its own data dir ignores the
+			// initial cluster; etcd reads membership from its WAL.
 			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
 			srv, err := etcdserver.Start(ctx, m)
 			cancel()

@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/internal/agent"
+	"github.com/regdr/regdr/internal/audit"
 	"github.com/regdr/regdr/internal/config"
 	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/knotlab"
@@ -401,8 +402,17 @@ func (l *Lab) initEtcdRecords(ctx context.Context) error {
 	defer cli.Close()
 	c, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := store.InitActive(c, cli, store.Keys{Prefix: l.Cfg.Etcd.Prefix}, "tokyo", "lab up"); err != nil && !errors.Is(err, store.ErrExists) {
+	keys := store.Keys{Prefix: l.Cfg.Etcd.Prefix}
+	rec, err := store.InitActive(c, cli, keys, "tokyo", "lab up")
+	if err != nil && !errors.Is(err, store.ErrExists) {
 		return fmt.Errorf("initialise the active-site record: %w", err)
+	}
+	_, err = audit.New(cli, keys).Append(c, audit.Entry{
+		Who: "lab", Action: "active.init", Target: "tokyo", Result: "ok",
+		Detail: map[string]string{"epoch": strconv.FormatUint(rec.Epoch, 10), "dir": l.State.Dir},
+	})
+	if err != nil {
+		return fmt.Errorf("audit the lab setup: %w", err)
 	}
 	return nil
 }
@@ -466,6 +476,34 @@ func (l *Lab) StartAgent(ctx context.Context, site string) error {
 		}
 		return nil
 	})
+}
+
+// Restart respawns a recorded lab process (etcd member, agent, generator)
+// with the arguments it was first started with, after a test or a drill
+// stopped it. It refuses to start a second copy of a running process.
+func (l *Lab) Restart(ctx context.Context, name string) error {
+	p, ok := l.State.Proc(name)
+	if !ok || len(p.Args) == 0 {
+		return fmt.Errorf("lab has no restartable process %q", name)
+	}
+	if alive(p.Pid) {
+		return fmt.Errorf("%s is still running (pid %d)", name, p.Pid)
+	}
+	np, err := spawn(name, p.Log, p.Args, nil)
+	if err != nil {
+		return err
+	}
+	l.State.setProc(np)
+	if err := l.State.Save(); err != nil {
+		return err
+	}
+	// Give it a moment to fail fast (port taken, bad config) so the
+	// caller hears about it here rather than from a later timeout.
+	time.Sleep(100 * time.Millisecond)
+	if !alive(np.Pid) {
+		return fmt.Errorf("%s exited right after restart (see %s)", name, np.Log)
+	}
+	return nil
 }
 
 func (l *Lab) bin() string {

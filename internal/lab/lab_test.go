@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -250,6 +252,70 @@ func TestLab(t *testing.T) {
 		})
 	})
 
+	t.Run("metrics and healthz", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		eventually(t, 10*time.Second, "tokyo's metrics", func() error {
+			body, code, err := httpGet("http://" + tokyo.AgentAddr + "/metrics")
+			if err != nil || code != 200 {
+				return fmt.Errorf("GET /metrics: %d %v", code, err)
+			}
+			for _, want := range []string{
+				`regdr_replication_lag_bytes{replica="osaka",site="tokyo"}`,
+				`regdr_zone_serial{site="tokyo",zone="` + l.State.TLD + `"}`,
+				`regdr_agent_peers_alive{site="tokyo"} 2`,
+				`regdr_etcd_reachable{site="tokyo"} 1`,
+				`regdr_pg_primary{site="tokyo"} 1`,
+			} {
+				if !strings.Contains(body, want) {
+					return fmt.Errorf("no %s in /metrics", want)
+				}
+			}
+			return nil
+		})
+		body, code, err := httpGet("http://" + tokyo.AgentAddr + "/healthz")
+		if err != nil || code != 200 || !strings.Contains(body, `"site": "tokyo"`) {
+			t.Fatalf("GET /healthz: %d %v\n%s", code, err, body)
+		}
+	})
+
+	t.Run("etcd lost: status answers from gossip and says so", func(t *testing.T) {
+		p, ok := l.State.Proc("etcd-tokyo")
+		if !ok {
+			t.Fatal("no etcd-tokyo process")
+		}
+		if err := lab.Kill(p); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, "status from memberlist", func() error {
+			d, r := statusJSON(t, l)
+			if r.Code != 0 {
+				return fmt.Errorf("exit %d: %s", r.Code, r.Stderr)
+			}
+			if d.Source != "memberlist" || d.ActiveSite != "tokyo" || d.Epoch != 1 || d.Etcd.Reachable {
+				return fmt.Errorf("source %s active %s epoch %d", d.Source, d.ActiveSite, d.Epoch)
+			}
+			if row(d, "tokyo").Role != "active" || row(d, "osaka").Role != "standby" || !row(d, "osaka").AgentAlive {
+				return fmt.Errorf("rows %+v", d.Sites)
+			}
+			return nil
+		})
+		r := labtest.Run(t, nil, "status", "--config", l.State.Config, "--timeout", "1s")
+		if r.Code != 0 || !strings.Contains(r.Stdout, "source: memberlist") || !strings.Contains(r.Stdout, "etcd unreachable") {
+			t.Fatalf("table status without etcd: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		t.Logf("status without etcd:\n%s", r.Stdout)
+		if err := l.Restart(ctx, "etcd-tokyo"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "status from etcd again", func() error {
+			d, _ := statusJSON(t, l)
+			if d.Source != "etcd" || d.ActiveSite != "tokyo" {
+				return fmt.Errorf("source %s active %s", d.Source, d.ActiveSite)
+			}
+			return nil
+		})
+	})
+
 	t.Run("lab down leaves no process or port", func(t *testing.T) {
 		parts := l.Parts()
 		r := labtest.Run(t, nil, "lab", "down", "--dir", l.State.Dir)
@@ -269,5 +335,52 @@ func TestLab(t *testing.T) {
 		if len(parts) < 8 {
 			t.Errorf("lab had only %d parts: %+v", len(parts), parts)
 		}
+	})
+}
+
+func httpGet(url string) (string, int, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), resp.StatusCode, err
+}
+
+// TestLabThreeEtcdMembers: tokyo, osaka and the witness each hold an etcd
+// member; losing one keeps quorum and status keeps reading etcd.
+func TestLabThreeEtcdMembers(t *testing.T) {
+	l := labtest.Up(t, lab.Options{Domains: 50, EtcdMembers: 3})
+	ctx := context.Background()
+	cli, err := etcdclient.Dial(l.Cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ml, err := cli.MemberList(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range ml.Members {
+		names = append(names, m.Name)
+	}
+	if len(names) != 3 {
+		t.Fatalf("etcd members %v, want tokyo, osaka, witness", names)
+	}
+	p, _ := l.State.Proc("etcd-witness")
+	if err := lab.Kill(p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "status from etcd with one member down", func() error {
+		d, r := statusJSON(t, l)
+		if r.Code != 0 || d.Source != "etcd" || d.ActiveSite != "tokyo" || row(d, "osaka").Role != "standby" {
+			return fmt.Errorf("exit %d source %s active %s", r.Code, d.Source, d.ActiveSite)
+		}
+		return nil
 	})
 }
