@@ -10,7 +10,7 @@ import (
 )
 
 func newConfigCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "config", Short: "Inspect the deployment config"}
+	cmd := &cobra.Command{Use: "config", Short: "Inspect the deployment config", RunE: groupRun}
 	check := &cobra.Command{
 		Use:   "check [FILE]",
 		Short: "Report every problem in a deployment config, with its line and field",

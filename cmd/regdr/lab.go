@@ -38,6 +38,7 @@ and drills run against.
 
 It needs the Debian packages postgresql-15, knot and knot-dnsutils; 'lab up'
 names what is missing, and 'lab up --install' installs it when run as root.`,
+		RunE: groupRun,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir(), "lab directory (env REGDR_LAB_DIR)")
 

@@ -101,3 +101,13 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// groupRun makes a command group refuse an unknown subcommand with a usage
+// error (exit 2) instead of printing help and exiting 0, which would let
+// `regdr config chekc f` pass in a script.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErr(fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()))
+	}
+	return cmd.Help()
+}

@@ -252,6 +252,9 @@ func render(c Config) string {
 	p("    zonefile-sync: -1")
 	p("    zonefile-load: none")
 	p("    journal-content: all")
+	// A whole 1,000,000-delegation zone is ~330 MB in the journal; the
+	// 3.2 default cap refuses to store it ("not enough space provided").
+	p("    journal-max-usage: 4G")
 	p("")
 
 	p("zone:")

@@ -236,7 +236,10 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	}
 	// Knot's first refresh must find the zone served, or it backs off
 	// for tens of seconds before trying again.
-	if err := waitUntil(ctx, 30*time.Second, "tokyo's agent to serve the first zone", func() error {
+	// Loading and transferring scale with the zone: ~10 s more per
+	// 100,000 domains on this 2-core class of machine.
+	zoneWait := 30*time.Second + time.Duration(o.Domains/10000)*time.Second
+	if err := waitUntil(ctx, zoneWait, "tokyo's agent to serve the first zone", func() error {
 		c, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		got, err := zonepull.QuerySerial(c, tokyo.DNSAddr, o.TLD)
@@ -256,7 +259,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 		return l, err
 	}
 	step("waiting for the secondary to serve serial %d", serial)
-	if err := l.WaitSecondarySerial(ctx, serial, 60*time.Second); err != nil {
+	if err := l.WaitSecondarySerial(ctx, serial, 2*zoneWait); err != nil {
 		return l, err
 	}
 	step("up: config %s", st.Config)

@@ -64,9 +64,19 @@ func Config(profile string) (*memberlist.Config, error) {
 type Gossip struct {
 	ml    *memberlist.Memberlist
 	peers []string
+	self  string
 	log   *slog.Logger
 
 	mu   sync.Mutex
+	meta []byte
+	// nodes are copies taken in memberlist's event callbacks: the *Node
+	// values Members() returns are memberlist's own, updated
+	// concurrently, so reading them from another goroutine races.
+	nodes map[string]nodeCopy
+}
+
+type nodeCopy struct {
+	addr string
 	meta []byte
 }
 
@@ -88,7 +98,7 @@ func Start(o Options) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip address %q: bad port: %w", o.Bind, err)
 	}
-	g := &Gossip{peers: o.Peers, log: o.Logger}
+	g := &Gossip{peers: o.Peers, log: o.Logger, nodes: map[string]nodeCopy{}, self: o.Site}
 	cfg.Name = o.Site
 	cfg.BindAddr = host
 	cfg.BindPort = port
@@ -109,9 +119,11 @@ func Start(o Options) (*Gossip, error) {
 // Rejoin tries every configured peer that is not currently a member.
 func (g *Gossip) Rejoin() {
 	known := map[string]bool{}
-	for _, m := range g.ml.Members() {
-		known[m.Address()] = true
+	g.mu.Lock()
+	for _, n := range g.nodes {
+		known[n.addr] = true
 	}
+	g.mu.Unlock()
 	var missing []string
 	for _, p := range g.peers {
 		if !known[p] {
@@ -154,23 +166,18 @@ func (g *Gossip) SetMeta(m status.Meta) error {
 
 // Peers reports every configured site other than this one, alive or not.
 func (g *Gossip) Peers(sites []string) []status.Peer {
-	members := map[string]*memberlist.Node{}
-	for _, n := range g.ml.Members() {
-		members[n.Name] = n
-	}
-	self := g.ml.LocalNode().Name
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	var out []status.Peer
 	for _, s := range sites {
-		if s == self {
+		if s == g.self {
 			continue
 		}
 		p := status.Peer{Site: s, State: "dead"}
-		if n, ok := members[s]; ok {
-			p.Addr = n.Address()
-			p.State = stateName(n.State)
-			p.Alive = n.State == memberlist.StateAlive
+		if n, ok := g.nodes[s]; ok {
+			p.Addr, p.State, p.Alive = n.addr, "alive", true
 			var m status.Meta
-			if json.Unmarshal(n.Meta, &m) == nil && m.Site != "" {
+			if json.Unmarshal(n.meta, &m) == nil && m.Site != "" {
 				p.Meta = &m
 			}
 		}
@@ -180,26 +187,34 @@ func (g *Gossip) Peers(sites []string) []status.Peer {
 }
 
 // AliveCount is the number of peers (excluding this agent) gossip sees alive.
-func (g *Gossip) AliveCount() int { return g.ml.NumMembers() - 1 }
+func (g *Gossip) AliveCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := len(g.nodes)
+	if _, ok := g.nodes[g.self]; ok {
+		n--
+	}
+	return n
+}
+
+func (g *Gossip) track(n *memberlist.Node) {
+	c := nodeCopy{addr: n.Address(), meta: append([]byte(nil), n.Meta...)}
+	g.mu.Lock()
+	g.nodes[n.Name] = c
+	g.mu.Unlock()
+}
+
+func (g *Gossip) forget(name string) {
+	g.mu.Lock()
+	delete(g.nodes, name)
+	g.mu.Unlock()
+}
 
 // Close leaves the cluster (so peers see a clean departure, not a failure)
 // and stops.
 func (g *Gossip) Close() error {
 	_ = g.ml.Leave(time.Second)
 	return g.ml.Shutdown()
-}
-
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateLeft:
-		return "left"
-	default:
-		return "dead"
-	}
 }
 
 // delegate answers memberlist's callbacks. They run on memberlist's receive
@@ -221,9 +236,19 @@ func (delegate) MergeRemoteState([]byte, bool)   {}
 
 type events struct{ g *Gossip }
 
-func (e events) NotifyJoin(n *memberlist.Node)  { e.g.log.Info("gossip peer joined", "peer", n.Name) }
-func (e events) NotifyLeave(n *memberlist.Node) { e.g.log.Warn("gossip peer gone", "peer", n.Name) }
-func (events) NotifyUpdate(*memberlist.Node)    {}
+func (e events) NotifyJoin(n *memberlist.Node) {
+	e.g.track(n)
+	if n.Name != e.g.self {
+		e.g.log.Info("gossip peer joined", "peer", n.Name)
+	}
+}
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.g.forget(n.Name)
+	if n.Name != e.g.self {
+		e.g.log.Warn("gossip peer gone", "peer", n.Name)
+	}
+}
+func (e events) NotifyUpdate(n *memberlist.Node) { e.g.track(n) }
 
 // slogWriter carries memberlist's log.Logger lines into slog at debug level:
 // memberlist is chatty about every probe, which is noise at 3am.

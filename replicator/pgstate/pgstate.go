@@ -56,7 +56,7 @@ func Measure(ctx context.Context, q Querier) (*status.Postgres, error) {
 		st.Timeline = timelineOf(walfile)
 		rows, err := q.Query(ctx, `SELECT application_name, state, coalesce(sync_state, ''),
 			coalesce(sent_lsn::text, ''), coalesce(replay_lsn::text, ''),
-			coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint,
+			pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, '0/0'::pg_lsn))::bigint,
 			extract(epoch FROM replay_lag)::float8
 			FROM pg_stat_replication ORDER BY application_name`)
 		if err != nil {
@@ -70,8 +70,12 @@ func Measure(ctx context.Context, q Querier) (*status.Postgres, error) {
 				return nil, fmt.Errorf("pg_stat_replication row: %w", err)
 			}
 			// replay_lag is NULL once the standby has caught up and
-			// the primary is idle: that is zero lag, not unknown.
-			if lag == nil && r.LagBytes == 0 {
+			// the primary is idle: that is zero lag, not unknown. But
+			// replay_lsn is also NULL until a new standby's first
+			// feedback: then nothing is confirmed replayed, so the lag
+			// is the whole WAL and its age unknown — never zero, or a
+			// switchover waiting for zero lag would go ahead.
+			if lag == nil && r.LagBytes == 0 && r.ReplayLSN != "" {
 				zero := 0.0
 				lag = &zero
 			}
