@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/bin/regdr
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/regdr/regdr/internal/agent.Version=$(VERSION)
 
-.PHONY: all build test unit vet fmt-check demo demo-down bench fuzz clean
+.PHONY: all build test vet fmt-check lint demo demo-down bench fuzz clean
 
 all: build
 
@@ -18,6 +18,10 @@ test: build vet fmt-check
 
 vet:
 	$(GO) vet ./...
+
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	$(GO) run $(STATICCHECK) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -279,9 +279,7 @@ func signedFixtures(t testing.TB) []fixture {
 	sign := func(serial uint32, opts zonesign.Options) []dns.RR {
 		t.Helper()
 		rrs := make([]dns.RR, len(base.Records))
-		for i, rr := range base.Records {
-			rrs[i] = rr
-		}
+		copy(rrs, base.Records)
 		soa := dns.Copy(base.SOA()).(*dns.SOA)
 		soa.Serial = serial
 		rrs[0] = soa

@@ -271,6 +271,16 @@ func Run(ctx context.Context, gates []Gate, in *Input) Report {
 		return Report{Results: []Result{{Gate: "input", Status: StatusFail, Reason: "no candidate zone to check"}}}
 	}
 	rep := Report{Origin: in.Zone.Origin, Serial: in.Zone.Serial, Digest: in.Zone.Digest, At: in.Now, Pass: true}
+	for _, o := range []*zone.Zone{in.Previous, in.Published} {
+		if o != nil && o.Origin != in.Zone.Origin {
+			// Comparing two different zones would report every
+			// name as removed and added: refuse the comparison.
+			rep.Pass = false
+			rep.Results = append(rep.Results, Result{Gate: "input", Status: StatusFail,
+				Reason: fmt.Sprintf("candidate is zone %s, the version it is compared with is zone %s", in.Zone.Origin, o.Origin)})
+			return rep
+		}
+	}
 	ix := indexAll(in)
 	for _, g := range gates {
 		start := time.Now()

@@ -29,6 +29,17 @@ func TestRunWithoutZone(t *testing.T) {
 	}
 }
 
+func TestRunRefusesAnotherZone(t *testing.T) {
+	rep := Run(context.Background(), Default(DefaultConfig()), &Input{
+		Zone:     load(t, "incidents/good.zone", "test."),
+		Previous: load(t, "incidents/rev-good.zone", "0.192.in-addr.arpa."),
+		Now:      fixedNow,
+	})
+	if rep.Pass || !slices.Equal(rep.Failed(), []string{"input"}) || !strings.Contains(rep.Results[0].Reason, "0.192.in-addr.arpa.") {
+		t.Errorf("comparing two zones: %+v", rep)
+	}
+}
+
 // A cancelled run never passes: every gate not run is a failure.
 func TestRunCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -181,9 +192,7 @@ type panicGate struct{}
 
 func (panicGate) Name() string { return "panics" }
 func (panicGate) Check(context.Context, *Index, *Input) Result {
-	var m map[string]int
-	m["boom"]++
-	return Result{Status: StatusPass}
+	panic("gate bug")
 }
 
 // A gate that panics blocks the version instead of crashing the caller.
