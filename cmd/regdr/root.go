@@ -59,6 +59,7 @@ Try it on one machine:  regdr lab up && regdr status --config /tmp/regdr-lab/reg
 		newStatusCmd(g),
 		newAuditCmd(g),
 		newLabCmd(g),
+		newZoneCmd(g),
 	)
 	return root
 }

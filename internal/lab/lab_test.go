@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/miekg/dns"
 
+	"github.com/regdr/regdr/internal/agent"
 	"github.com/regdr/regdr/internal/audit"
 	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/lab"
@@ -165,6 +166,37 @@ func TestLab(t *testing.T) {
 			tk, os := row(d, "tokyo").Serials[l.State.TLD], row(d, "osaka").Serials[l.State.TLD]
 			if tk == 0 || tk != os {
 				return fmt.Errorf("tokyo %d osaka %d", tk, os)
+			}
+			return nil
+		})
+	})
+
+	t.Run("the generated zone passes every gate", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		c, err := registry.Count(ctx, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokyo, _ := l.Cfg.Site("tokyo")
+		file := agent.ZoneFile(tokyo.ZoneDir, l.State.TLD)
+		// The generator may be writing a newer version; the count and the
+		// file must describe the same registry state.
+		eventually(t, 10*time.Second, "zone check to pass with the database's count", func() error {
+			r := labtest.Run(t, nil, "zone", "check", file, "--origin", l.State.TLD,
+				"--expect-delegations", fmt.Sprint(c.Delegations), "-o", "json")
+			if r.Code != 0 {
+				c, _ = registry.Count(ctx, conn)
+				return fmt.Errorf("exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+			}
+			for _, g := range []string{`"gate": "dnssec",`, `"gate": "reconcile",`} {
+				i := strings.Index(r.Stdout, g)
+				if i < 0 || !strings.Contains(r.Stdout[i:min(len(r.Stdout), i+80)], `"status": "pass"`) {
+					return fmt.Errorf("gate %s did not pass:\n%s", g, r.Stdout)
+				}
 			}
 			return nil
 		})

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/spf13/cobra"
+
+	"github.com/regdr/regdr/replicator/gates"
+	"github.com/regdr/regdr/replicator/zone"
+)
+
+func newZoneCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "zone",
+		Short: "Zone versions and their publication safety gates",
+		RunE:  groupRun,
+	}
+	cmd.AddCommand(newZoneCheckCmd(g))
+	return cmd
+}
+
+type zoneCheckFlags struct {
+	origin, previous, published, at string
+	expect                          int
+	required                        []string
+	cfg                             gates.Config
+	minValidity                     time.Duration
+}
+
+func newZoneCheckCmd(g *globals) *cobra.Command {
+	f := zoneCheckFlags{cfg: gates.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "check FILE --origin ORIGIN",
+		Short: "Run every publication safety gate on a zone file (a linter for the registry's own CI)",
+		Long: `Runs the gates regdr applies before it stores, serves or replicates a zone
+version, on one zone file, and reports every failing record with file:line:
+
+  origin     every name inside the origin; "doubled origin" (.se 2009)
+  apex       SOA and NS at the apex, glue, no CNAME beside data, no empty delegation
+  serial     newer than --previous (RFC 1982); same serial with other content refused
+  budget     delegations removed/added/changed against --published (or --previous);
+             an empty or apex-only zone is always refused (RIPE 2012, 2017)
+  reconcile  delegation count equals --expect-delegations (.hk 2004)
+  required   --required names present; RFC 2317 CNAMEs and DS of --previous kept
+  dnssec     DNSKEY signed by a KSK, every RRset signed, every signature verifies,
+             validity window as of --at, NSEC/NSEC3 chain complete
+  zonemd     ZONEMD (RFC 8976) verified when present
+
+A gate without what it needs (no --previous, no --expect-delegations, unsigned
+zone) is reported as skipped, never as passed.
+
+Exit code 0 when every gate passes, 1 when the zone is blocked, 2 on bad usage
+or an unreadable file.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runZoneCheck(cmd, g, f, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.origin, "origin", "", "the zone's origin, with its trailing dot (required)")
+	fl.StringVar(&f.previous, "previous", "", "the last accepted version, for the serial and required gates")
+	fl.StringVar(&f.published, "published", "", "the last published version, for the change budget (default: --previous)")
+	fl.StringVar(&f.at, "at", "", "validate signatures as of this RFC 3339 time (default: now), for archived versions")
+	fl.IntVar(&f.expect, "expect-delegations", -1, "delegations the registry database holds (reconciliation); -1 skips the gate")
+	fl.StringSliceVar(&f.required, "required", nil, "a name that must be present (repeatable)")
+	fl.Float64Var(&f.cfg.MaxRemovedPercent, "max-removed-percent", f.cfg.MaxRemovedPercent, "most delegations one version may remove, in percent")
+	fl.Float64Var(&f.cfg.MaxAddedPercent, "max-added-percent", f.cfg.MaxAddedPercent, "most delegations one version may add, in percent")
+	fl.Float64Var(&f.cfg.MaxChangedPercent, "max-changed-percent", f.cfg.MaxChangedPercent, "most delegations whose NS or DS may change, in percent")
+	fl.DurationVar(&f.minValidity, "min-signature-validity", f.cfg.MinSignatureValidity, "least remaining RRSIG lifetime accepted")
+	return cmd
+}
+
+func runZoneCheck(cmd *cobra.Command, g *globals, f zoneCheckFlags, file string) error {
+	if f.origin == "" {
+		return usageErr(errors.New("--origin is required (e.g. --origin test.)"))
+	}
+	if !strings.HasSuffix(f.origin, ".") {
+		return usageErr(fmt.Errorf("--origin %q must end with a dot", f.origin))
+	}
+	if _, ok := dns.IsDomainName(f.origin); !ok {
+		return usageErr(fmt.Errorf("--origin %q is not a domain name", f.origin))
+	}
+	now := time.Now()
+	if f.at != "" {
+		t, err := time.Parse(time.RFC3339, f.at)
+		if err != nil {
+			return usageErr(fmt.Errorf("--at %q: want RFC 3339, e.g. 2026-11-24T12:00:00Z", f.at))
+		}
+		now = t
+	}
+	f.cfg.RequiredNames = f.required
+	f.cfg.MinSignatureValidity = f.minValidity
+	if err := f.cfg.Validate(); err != nil {
+		return usageErr(err)
+	}
+	in := &gates.Input{Now: now}
+	if f.expect >= 0 {
+		n := f.expect
+		in.ExpectedDelegations = &n
+	}
+	var err error
+	// A candidate that does not parse is blocked (exit 1), like any other
+	// gate failure; reference versions that do not parse are bad usage.
+	cand, perr := zone.ParseFile(file, f.origin)
+	if perr != nil && isUnreadable(perr) {
+		return usageErr(perr)
+	}
+	if f.previous != "" {
+		if in.Previous, err = zone.ParseFile(f.previous, f.origin); err != nil {
+			return usageErr(fmt.Errorf("--previous: %w", err))
+		}
+	}
+	if f.published != "" {
+		if in.Published, err = zone.ParseFile(f.published, f.origin); err != nil {
+			return usageErr(fmt.Errorf("--published: %w", err))
+		}
+	}
+	out := cmd.OutOrStdout()
+	if perr != nil {
+		rep := gates.Report{Origin: f.origin, At: now, Results: []gates.Result{{
+			Gate: "parse", Status: gates.StatusFail, Total: 1,
+			Findings: []gates.Finding{{Gate: "parse", Kind: "syntax", File: file, Msg: perr.Error()}},
+		}}}
+		if err := printZoneReport(out, g, file, rep); err != nil {
+			return err
+		}
+		return withCode(exitFailed, fmt.Errorf("%s: blocked: %v", file, perr))
+	}
+	in.Zone = cand
+	rep := gates.Run(cmd.Context(), gates.Default(f.cfg), in)
+	if err := printZoneReport(out, g, file, rep); err != nil {
+		return err
+	}
+	if !rep.Pass {
+		return withCode(exitFailed, fmt.Errorf("%s: blocked by %s", file, strings.Join(rep.Failed(), ", ")))
+	}
+	return nil
+}
+
+func isUnreadable(err error) bool {
+	var pe *fs.PathError
+	return errors.As(err, &pe) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission)
+}
+
+func printZoneReport(w io.Writer, g *globals, file string, rep gates.Report) error {
+	if g.json() {
+		return writeJSON(w, rep)
+	}
+	verdict := "PASS"
+	if !rep.Pass {
+		verdict = "BLOCKED"
+	}
+	fmt.Fprintf(w, "%s %s serial %d: %s\n", file, rep.Origin, rep.Serial, verdict)
+	for _, r := range rep.Results {
+		line := fmt.Sprintf("  %-4s %-9s", strings.ToUpper(r.Status), r.Gate)
+		if r.Reason != "" {
+			line += " " + r.Reason
+		}
+		if r.Took >= time.Millisecond {
+			line += fmt.Sprintf(" (%s)", r.Took.Round(time.Millisecond))
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+		for _, fd := range r.Findings {
+			fmt.Fprintln(w, "         "+fd.String())
+		}
+		if r.Total > len(r.Findings) {
+			fmt.Fprintf(w, "         ... and %d more\n", r.Total-len(r.Findings))
+		}
+	}
+	return nil
+}
