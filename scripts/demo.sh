@@ -15,12 +15,12 @@ fi
 install=""
 if [ "$(id -u)" = 0 ]; then install="--install"; fi
 echo "== regdr lab up --dir $DIR $install"
-$BIN lab up --dir "$DIR" --domains "${DOMAINS:-10000}" $install
+$BIN lab up --log-level warn --dir "$DIR" --domains "${DOMAINS:-10000}" $install
 
 export REGDR_CONFIG="$DIR/regdr.yaml"
 echo
 echo "== registry writes under load for 10 s (regdr lab load --rate 20)"
-$BIN lab load --dir "$DIR" --rate 20 --duration 10s --journal "$DIR/load.jsonl"
+$BIN lab load --log-level warn --dir "$DIR" --rate 20 --duration 10s --journal "$DIR/load.jsonl"
 
 echo
 echo "== regdr status"
