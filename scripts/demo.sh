@@ -9,13 +9,12 @@ if ! $BIN lab status --dir "$DIR" >/dev/null 2>&1; then :; fi
 if [ -f "$DIR/lab.json" ]; then
   echo "== stopping the previous lab in $DIR"
   $BIN lab down --dir "$DIR" || true
-  rm -rf "$DIR"
 fi
 
 install=""
 if [ "$(id -u)" = 0 ]; then install="--install"; fi
 echo "== regdr lab up --dir $DIR $install"
-$BIN lab up --log-level warn --dir "$DIR" --domains "${DOMAINS:-10000}" $install
+$BIN lab up --fresh --log-level warn --dir "$DIR" --domains "${DOMAINS:-10000}" $install
 
 export REGDR_CONFIG="$DIR/regdr.yaml"
 echo

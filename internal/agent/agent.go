@@ -30,6 +30,7 @@ import (
 	"github.com/regdr/regdr/internal/membership"
 	"github.com/regdr/regdr/internal/status"
 	"github.com/regdr/regdr/internal/store"
+	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/pgstate"
 	"github.com/regdr/regdr/replicator/zoneserve"
 )
@@ -55,6 +56,9 @@ type Agent struct {
 	started time.Time
 	// pullNow wakes the standby's zone puller (NOTIFY from the active site).
 	pullNow chan struct{}
+	// thaw wakes the zone loop when a freeze was lifted.
+	thaw  chan struct{}
+	gates []gates.Gate
 
 	mu     sync.Mutex
 	st     status.Agent
@@ -78,6 +82,7 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		keys:    store.Keys{Prefix: cfg.Etcd.Prefix},
 		started: time.Now(),
 		pullNow: make(chan struct{}, 1),
+		thaw:    make(chan struct{}, 1),
 		zones:   map[string]status.ZoneState{},
 		reg:     prometheus.NewRegistry(),
 	}
@@ -85,6 +90,17 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		a.sites = append(a.sites, s.Name)
 	}
 	a.m = newMetrics(a.reg, site)
+	gc := gates.DefaultConfig()
+	gc.MaxRemovedPercent = cfg.Gates.MaxRemovedPercent
+	gc.MaxAddedPercent = cfg.Gates.MaxAddedPercent
+	gc.MaxChangedPercent = cfg.Gates.MaxChangedPercent
+	gc.MinSignatureValidity = cfg.Gates.MinSignatureValidity.Duration
+	gc.ReconcileTolerance = cfg.Gates.ReconcileTolerance
+	gc.RequiredNames = cfg.Gates.RequiredNames
+	if err := gc.Validate(); err != nil {
+		return nil, fmt.Errorf("gate thresholds in %s: %w", cfg.Path(), err)
+	}
+	a.gates = gates.Default(gc)
 	a.st = status.Agent{Site: site, Version: Version, Started: a.started, Role: "unknown", Health: "starting"}
 	if s.Witness {
 		a.st.Role = "witness"
@@ -192,8 +208,10 @@ func (a *Agent) tick(ctx context.Context) {
 		pg = a.measurePostgres(ctx, role)
 	}
 	a.mu.Lock()
+	thawed := false
 	if etcdView.Reachable {
 		a.st.Role, a.st.ActiveSite, a.st.Epoch = role, active, epoch
+		thawed = len(frozen) < len(a.frozen)
 		a.frozen = frozen
 	}
 	if !etcdView.Reachable && !a.st.Etcd.LastOK.IsZero() {
@@ -209,6 +227,12 @@ func (a *Agent) tick(ctx context.Context) {
 	meta := a.metaLocked()
 	a.mu.Unlock()
 
+	if thawed {
+		select {
+		case a.thaw <- struct{}{}:
+		default:
+		}
+	}
 	if err := a.gossip.SetMeta(meta); err != nil {
 		a.log.Debug("gossip meta", "err", err)
 	}
@@ -314,6 +338,16 @@ func (a *Agent) metaLocked() status.Meta {
 func (a *Agent) Status() status.Agent {
 	a.mu.Lock()
 	st := a.st
+	// Zone facts change between ticks (a blocked version, a freeze): derive
+	// the problems from the live state so /v1/status never contradicts
+	// itself.
+	st.Problems = a.problems(st.Etcd, st.Postgres)
+	if st.Health != "starting" {
+		st.Health = "ok"
+		if len(st.Problems) > 0 {
+			st.Health = "degraded"
+		}
+	}
 	st.Now = time.Now()
 	st.Frozen = append([]string(nil), a.frozen...)
 	st.Zones = nil

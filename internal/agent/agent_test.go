@@ -205,7 +205,7 @@ func TestTwoAgents(t *testing.T) {
 				return err
 			}
 			z, _ := zoneState(st, origin)
-			if !strings.Contains(z.Error, "not newer") {
+			if !strings.Contains(z.Error, "blocked by serial") || z.Blocked == nil || z.Blocked.Serial != serial-1 {
 				return fmt.Errorf("zone state %+v", z)
 			}
 			if z.Serial != serial {

@@ -55,6 +55,7 @@ type metrics struct {
 	lagSeconds   *prometheus.GaugeVec
 	heartbeatAge prometheus.Gauge
 	zoneSerial   *prometheus.GaugeVec
+	zoneBlocked  *prometheus.CounterVec
 }
 
 func newMetrics(reg *prometheus.Registry, site string) *metrics {
@@ -81,6 +82,7 @@ func newMetrics(reg *prometheus.Registry, site string) *metrics {
 		lagSeconds:   v("regdr_replication_lag_seconds", "Replay lag of a standby in seconds, measured on the primary.", "replica"),
 		heartbeatAge: f("regdr_replication_heartbeat_age_seconds", "Age of the newest replicated heartbeat row at a standby: the data-loss window if the primary died now."),
 		zoneSerial:   v("regdr_zone_serial", "SOA serial of the zone version the site serves.", "zone"),
+		zoneBlocked:  counter(reg, site, "regdr_zone_versions_blocked_total", "Zone versions the safety gates refused.", "zone"),
 	}
 }
 
@@ -115,4 +117,10 @@ func (a *Agent) observe(e status.EtcdView, pg *status.Postgres, epoch uint64) {
 	if pg.HeartbeatAgeSeconds != nil {
 		a.m.heartbeatAge.Set(*pg.HeartbeatAgeSeconds)
 	}
+}
+
+func counter(reg *prometheus.Registry, site, name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"site": site}}, labels)
+	reg.MustRegister(c)
+	return c
 }

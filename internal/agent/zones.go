@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/internal/status"
+	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
 	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zoneserve"
@@ -114,6 +115,8 @@ func (a *Agent) zoneLoop(ctx context.Context) {
 			a.pullIfStandby(ctx)
 		case <-refresh.C:
 			a.pullIfStandby(ctx)
+		case <-a.thaw:
+			a.thawed(ctx)
 		}
 	}
 }
@@ -152,22 +155,51 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 	a.accept(ctx, z, "file:"+filepath.Base(path))
 }
 
-// accept serves a new version if it is newer (RFC 1982) and, at the active
-// site, tells the secondaries and the other sites.
+// accept runs the safety gates on a version and serves it if they pass:
+// newer serial (RFC 1982), no doubled origin, change budget, DNSSEC, ... (see
+// replicator/gates). The standby runs them again on what it pulls: a valid
+// TSIG proves the sender, not the data (RIPE 2017). A blocked version is
+// never served; the site keeps serving the last good one (.hk 2004). At the
+// active site a frozen zone is not published at all until thawed.
 func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
-	if cur := a.dns.Zone(z.Origin); cur != nil {
-		if cur.Serial == z.Serial && cur.Digest == z.Digest {
-			return
-		}
-		if !zone.SerialLess(cur.Serial, z.Serial) {
-			err := fmt.Errorf("serial %d is not newer than the served %d", z.Serial, cur.Serial)
-			if cur.Serial == z.Serial {
-				err = fmt.Errorf("serial %d reused with different content", z.Serial)
+	cur := a.dns.Zone(z.Origin)
+	if cur != nil && cur.Serial == z.Serial && cur.Digest == z.Digest {
+		return
+	}
+	if a.role() == "active" && a.isFrozen(z.Origin) {
+		a.mu.Lock()
+		zs := a.zones[z.Origin]
+		zs.Origin, zs.Frozen, zs.PendingSerial = z.Origin, true, z.Serial
+		a.zones[z.Origin] = zs
+		a.mu.Unlock()
+		a.log.Warn("zone frozen: version held, not published", "zone", z.Origin, "serial", z.Serial, "source", source)
+		return
+	}
+	rep := gates.Run(ctx, a.gates, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now()})
+	if !rep.Pass {
+		b := &status.BlockedVersion{Serial: z.Serial, Digest: z.Digest, Source: source, Gates: rep.Failed(), At: time.Now()}
+		for _, r := range rep.Results {
+			if r.Status != gates.StatusFail {
+				continue
 			}
-			a.setZoneError(z.Origin, err)
-			a.log.Error("zone version refused", "zone", z.Origin, "err", err)
-			return
+			b.Findings = append(b.Findings, r.Gate+": "+r.Reason)
+			for i, f := range r.Findings {
+				if i == 3 {
+					break
+				}
+				b.Findings = append(b.Findings, r.Gate+": "+f.String())
+			}
 		}
+		a.mu.Lock()
+		zs := a.zones[z.Origin]
+		zs.Origin, zs.Blocked = z.Origin, b
+		zs.Error = fmt.Sprintf("serial %d from %s blocked by %s", z.Serial, source, strings.Join(b.Gates, ", "))
+		a.zones[z.Origin] = zs
+		a.mu.Unlock()
+		a.m.zoneBlocked.WithLabelValues(z.Origin).Inc()
+		a.log.Error("zone version blocked by the safety gates", "zone", z.Origin, "serial", z.Serial, "source", source,
+			"gates", strings.Join(b.Gates, ","), "findings", strings.Join(b.Findings, "; "))
+		return
 	}
 	a.dns.SetZone(z)
 	a.mu.Lock()
@@ -177,6 +209,41 @@ func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
 	a.log.Info("zone version serving", "zone", z.Origin, "serial", z.Serial, "source", source, "records", len(z.Records))
 	if a.role() == "active" {
 		a.notify(ctx, z)
+	}
+}
+
+// isFrozen reports whether publication of origin is frozen (by zone or for
+// all zones), as of the last etcd read.
+func (a *Agent) isFrozen(origin string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, f := range a.frozen {
+		if f == "*" || f == dns.CanonicalName(origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// thawed re-reads the generator files of zones that were held by a freeze
+// that has since been lifted.
+func (a *Agent) thawed(ctx context.Context) {
+	for _, zc := range a.cfg.Zones {
+		origin := dns.Fqdn(zc.Origin)
+		a.mu.Lock()
+		zs := a.zones[origin]
+		held := zs.Frozen
+		a.mu.Unlock()
+		if !held || a.isFrozen(origin) {
+			continue
+		}
+		a.mu.Lock()
+		zs = a.zones[origin]
+		zs.Frozen, zs.PendingSerial = false, 0
+		a.zones[origin] = zs
+		a.mu.Unlock()
+		a.log.Info("zone thawed: publishing the held version", "zone", origin)
+		a.loadFile(ctx, ZoneFile(a.site.ZoneDir, origin), true)
 	}
 }
 

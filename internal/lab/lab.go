@@ -50,6 +50,8 @@ type Options struct {
 	// generator (default: this executable).
 	Bin    string
 	Logger *slog.Logger
+	// Fresh replaces a stopped lab already in Dir.
+	Fresh bool
 	// Progress, when set, gets one line per step (`lab up` shows it).
 	Progress io.Writer
 }
@@ -167,8 +169,16 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := Prerequisites(); err != nil {
 		return nil, err
 	}
-	if s, err := LoadState(o.Dir); err == nil && s.anyRunning() {
-		return nil, fmt.Errorf("a lab is already running in %s: run `regdr lab down --dir %s` first", o.Dir, o.Dir)
+	if s, err := LoadState(o.Dir); err == nil {
+		if s.anyRunning() {
+			return nil, fmt.Errorf("a lab is already running in %s: run `regdr lab down --dir %s` first", o.Dir, o.Dir)
+		}
+		if !o.Fresh {
+			return nil, fmt.Errorf("%s holds a stopped lab (created %s): use --fresh to replace it, or another --dir", o.Dir, s.Created.Format(time.RFC3339))
+		}
+		if err := os.RemoveAll(o.Dir); err != nil {
+			return nil, fmt.Errorf("remove the old lab: %w", err)
+		}
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err

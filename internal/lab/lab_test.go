@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,8 @@ import (
 	"github.com/regdr/regdr/internal/registry"
 	"github.com/regdr/regdr/internal/status"
 	"github.com/regdr/regdr/internal/store"
+	"github.com/regdr/regdr/internal/zonesign"
+	"github.com/regdr/regdr/replicator/zone"
 )
 
 // eventually polls cond until it returns nil or d passes.
@@ -200,6 +203,130 @@ func TestLab(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("a broken zone is never served; the fixed one is", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		file := agent.ZoneFile(tokyo.ZoneDir, l.State.TLD)
+		good, err := zone.ParseFile(file, l.State.TLD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the secondary to serve the current file", func() error {
+			got, err := l.SecondarySerial(ctx)
+			if err == nil && got != good.Serial {
+				err = fmt.Errorf("serves %d, file has %d", got, good.Serial)
+			}
+			return err
+		})
+		// .se 2009: the generator drops the trailing dot on three names.
+		var broken []dns.RR
+		doubled := 0
+		for _, rr := range good.Records {
+			rr = dns.Copy(rr)
+			switch h := rr.Header(); {
+			case h.Rrtype == dns.TypeSOA:
+				rr.(*dns.SOA).Serial = good.Serial + 1
+			case h.Rrtype == dns.TypeNS && h.Name != l.State.TLD && doubled < 3:
+				h.Name += l.State.TLD
+				doubled++
+			}
+			broken = append(broken, rr)
+		}
+		if err := zonesign.WriteFileAtomic(file, broken); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "tokyo to report the version blocked by the origin gate", func() error {
+			st := agentStatus(t, tokyo.AgentAddr)
+			for _, z := range st.Zones {
+				if z.Blocked != nil && z.Blocked.Serial == good.Serial+1 && slices.Contains(z.Blocked.Gates, "origin") {
+					return nil
+				}
+			}
+			return fmt.Errorf("zones %+v", st.Zones)
+		})
+		if got, err := l.SecondarySerial(ctx); err != nil || got != good.Serial {
+			t.Fatalf("the secondary serves %d (%v), want the last good %d", got, err, good.Serial)
+		}
+		d, _ := statusJSON(t, l)
+		if s := row(d, "osaka").Serials[l.State.TLD]; s != good.Serial {
+			t.Fatalf("osaka serves %d, want the last good %d", s, good.Serial)
+		}
+		if !strings.Contains(strings.Join(row(d, "tokyo").Problems, "\n"), "blocked by origin") {
+			t.Fatalf("status does not show the block: %v", row(d, "tokyo").Problems)
+		}
+		// The generator's next version (after any registry write) is good
+		// again and goes out.
+		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := registry.Register(ctx, conn, "after-the-fix", []string{"ns1.example.net."}); err != nil {
+			t.Fatal(err)
+		}
+		took := eventually(t, 15*time.Second, "the fixed version at the secondary", func() error {
+			got, err := l.SecondarySerial(ctx)
+			if err == nil && !zone.SerialLess(good.Serial+1, got) && got != good.Serial+1 {
+				err = fmt.Errorf("serves %d", got)
+			}
+			return err
+		})
+		t.Logf("fixed version at the secondary %s after the registry write", took)
+	})
+
+	t.Run("freeze holds publication, thaw releases it", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		r := labtest.Run(t, []string{"REGDR_OPERATOR=alice"}, "zone", "freeze", l.State.TLD, "--reason", "generator maintenance", "--config", l.State.Config)
+		if r.Code != 0 {
+			t.Fatalf("freeze: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		eventually(t, 5*time.Second, "tokyo to see the freeze", func() error {
+			if st := agentStatus(t, tokyo.AgentAddr); !slices.Contains(st.Frozen, l.State.TLD) {
+				return fmt.Errorf("frozen %v", st.Frozen)
+			}
+			return nil
+		})
+		before, err := l.SecondarySerial(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := registry.Register(ctx, conn, "during-freeze", []string{"ns1.example.net."}); err != nil {
+			t.Fatal(err)
+		}
+		var pending uint32
+		eventually(t, 10*time.Second, "tokyo to hold the new version", func() error {
+			for _, z := range agentStatus(t, tokyo.AgentAddr).Zones {
+				if z.Frozen && z.PendingSerial != 0 && z.PendingSerial != before {
+					pending = z.PendingSerial
+					return nil
+				}
+			}
+			return fmt.Errorf("no held version")
+		})
+		if got, _ := l.SecondarySerial(ctx); got != before {
+			t.Fatalf("the secondary moved to %d during the freeze (held %d)", got, pending)
+		}
+		r = labtest.Run(t, []string{"REGDR_OPERATOR=bob"}, "zone", "thaw", l.State.TLD, "--config", l.State.Config)
+		if r.Code != 0 {
+			t.Fatalf("thaw: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		eventually(t, 10*time.Second, "the held version at the secondary", func() error {
+			got, err := l.SecondarySerial(ctx)
+			if err == nil && got == before {
+				err = fmt.Errorf("still %d", got)
+			}
+			return err
+		})
+		r = labtest.Run(t, nil, "audit", "list", "--config", l.State.Config)
+		if !strings.Contains(r.Stdout, "zone.freeze") || !strings.Contains(r.Stdout, "zone.thaw") || !strings.Contains(r.Stdout, "alice") {
+			t.Fatalf("audit lacks the freeze and thaw:\n%s", r.Stdout)
+		}
 	})
 
 	t.Run("audit verify on a real chain, and an edited entry", func(t *testing.T) {
@@ -415,4 +542,17 @@ func TestLabThreeEtcdMembers(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func agentStatus(t *testing.T, addr string) status.Agent {
+	t.Helper()
+	body, code, err := httpGet("http://" + addr + "/v1/status")
+	var st status.Agent
+	if err != nil || code != 200 {
+		return st
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/v1/status: %v", err)
+	}
+	return st
 }

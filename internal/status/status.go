@@ -77,6 +77,22 @@ type ZoneState struct {
 	Source   string    `json:"source,omitempty"`
 	LoadedAt time.Time `json:"loaded_at,omitzero"`
 	Error    string    `json:"error,omitempty"`
+	// Blocked is the newest version the gates refused; the site keeps
+	// serving Serial.
+	Blocked *BlockedVersion `json:"blocked,omitempty"`
+	// Frozen: publication is held; PendingSerial waits for the thaw.
+	Frozen        bool   `json:"frozen,omitempty"`
+	PendingSerial uint32 `json:"pending_serial,omitempty"`
+}
+
+// BlockedVersion is a zone version the safety gates refused.
+type BlockedVersion struct {
+	Serial   uint32    `json:"serial"`
+	Digest   string    `json:"digest"`
+	Source   string    `json:"source"`
+	Gates    []string  `json:"gates"`
+	Findings []string  `json:"findings"`
+	At       time.Time `json:"at"`
 }
 
 // Peer is another agent as this agent sees it through memberlist gossip.
