@@ -24,6 +24,8 @@ import (
 	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/internal/zonesign"
 	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonepull"
+	"github.com/regdr/regdr/replicator/zoneserve"
 )
 
 // eventually polls cond until it returns nil or d passes.
@@ -326,6 +328,92 @@ func TestLab(t *testing.T) {
 		r = labtest.Run(t, nil, "audit", "list", "--config", l.State.Config)
 		if !strings.Contains(r.Stdout, "zone.freeze") || !strings.Contains(r.Stdout, "zone.thaw") || !strings.Contains(r.Stdout, "alice") {
 			t.Fatalf("audit lacks the freeze and thaw:\n%s", r.Stdout)
+		}
+	})
+
+	t.Run("a version tampered on the way is refused at osaka", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		osaka, _ := l.Cfg.Site("osaka")
+		var served uint32
+		eventually(t, 15*time.Second, "both sites on the same serial", func() error {
+			d, _ := statusJSON(t, l)
+			tk, os := row(d, "tokyo").Serials[l.State.TLD], row(d, "osaka").Serials[l.State.TLD]
+			if tk == 0 || tk != os {
+				return fmt.Errorf("tokyo %d osaka %d", tk, os)
+			}
+			served = os
+			return nil
+		})
+		good, err := zone.ParseFile(agent.ZoneFile(tokyo.ZoneDir, l.State.TLD), l.State.TLD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Whatever sits at tokyo's hidden-primary address and holds the
+		// TSIG key — a compromised or buggy tokyo — serves a version
+		// with most delegations gone (RIPE 2017: valid signature,
+		// nonsense data).
+		var rrs []dns.RR
+		kept := 0
+		for _, rr := range good.Records {
+			rr = dns.Copy(rr)
+			if soa, ok := rr.(*dns.SOA); ok {
+				soa.Serial = served + 1000
+			}
+			if rr.Header().Rrtype == dns.TypeNS && rr.Header().Name != l.State.TLD {
+				if kept++; kept%2 == 0 {
+					continue
+				}
+			}
+			rrs = append(rrs, rr)
+		}
+		bad, err := zone.FromRecords(l.State.TLD, rrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := l.State.Proc("agent-tokyo")
+		if err := lab.Kill(p); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := l.StartAgent(ctx, "tokyo"); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		_, secret, err := l.Cfg.TSIG("xfr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rogue *zoneserve.Server
+		// The killed agent's sockets go with its last reference.
+		eventually(t, 10*time.Second, "tokyo's DNS address to be free", func() error {
+			var err error
+			if rogue, err = zoneserve.New(zoneserve.Options{Addr: tokyo.DNSAddr, TSIG: map[string]string{"xfr.": secret}}); err != nil {
+				return err
+			}
+			if err = rogue.Start(ctx); err != nil {
+				rogue.Close()
+			}
+			return err
+		})
+		defer rogue.Close()
+		rogue.SetZone(bad)
+		res := zoneserve.Notify(ctx, []string{osaka.DNSAddr}, l.State.TLD, bad.Serial, "xfr.", secret)
+		if res[0].Err != nil {
+			t.Fatal(res[0].Err)
+		}
+		eventually(t, 15*time.Second, "osaka to block the pulled version", func() error {
+			for _, z := range agentStatus(t, osaka.AgentAddr).Zones {
+				if z.Blocked != nil && z.Blocked.Serial == bad.Serial && slices.Contains(z.Blocked.Gates, "budget") {
+					if z.Serial != served {
+						return fmt.Errorf("osaka serves %d, want still %d", z.Serial, served)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("not blocked yet")
+		})
+		if got, err := zonepull.QuerySerial(ctx, osaka.DNSAddr, l.State.TLD); err != nil || got != served {
+			t.Fatalf("osaka answers serial %d (%v), want %d", got, err, served)
 		}
 	})
 
