@@ -26,10 +26,12 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "regdr",
 		Short: "Disaster-recovery replication and failover controller for a DNS registry",
-		Long: `regdr keeps a DNS registry's two sites ready to take over from each other:
-it replicates the registry database (PostgreSQL streaming replication) and the
-zones (zone transfer, behind safety gates), carries DNSSEC keys between sites,
-proves backups restore, and runs manual-trigger failovers and scheduled drills.
+		Long: `regdr keeps a DNS registry's two sites ready to take over from each other.
+Today it measures the registry database's streaming replication, serves and
+replicates the zones behind publication safety gates (zone check, freeze,
+thaw), keeps a hash-chained audit log in etcd, and stands up a whole two-site
+lab on one machine. Failover, key transport, backup restore tests and drills
+are being built (see the README's status table).
 
 One binary is both the per-site agent (regdr agent) and the operators' command
 line. Every command that reports takes --output table|json.
