@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/miekg/dns"
@@ -21,6 +24,7 @@ import (
 
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonestore"
 )
 
 func newZoneCmd(g *globals) *cobra.Command {
@@ -31,6 +35,7 @@ func newZoneCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newZoneCheckCmd(g))
 	cmd.AddCommand(newZoneFreezeCmds(g)...)
+	cmd.AddCommand(newZoneHistoryCmds(g)...)
 	return cmd
 }
 
@@ -290,4 +295,133 @@ func zoneFreezeOp(cmd *cobra.Command, g *globals, z string, op func(context.Cont
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "zone %s: %s by %s\n", target, result, who)
 	return nil
+}
+
+// openSiteStore opens the zone store a site's agent keeps under its
+// zone_dir. It reads the site's disk, so run it on that site's machine (or
+// anywhere in the lab).
+func openSiteStore(g *globals, site string) (*zonestore.Store, error) {
+	if site == "" {
+		site = os.Getenv("REGDR_SITE")
+	}
+	if site == "" {
+		return nil, usageErr(errors.New("--site is required (or REGDR_SITE): each site keeps its own zone store"))
+	}
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	s, ok := cfg.Site(site)
+	if !ok || s.ZoneDir == "" {
+		return nil, usageErr(fmt.Errorf("site %q has no zone_dir in %s", site, cfg.Path()))
+	}
+	dir := filepath.Join(s.ZoneDir, "store")
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("site %s zone store %s: %w (is this %s's machine?)", site, dir, err, site)
+	}
+	return zonestore.Open(dir)
+}
+
+func newZoneHistoryCmds(g *globals) []*cobra.Command {
+	var site string
+	history := &cobra.Command{
+		Use:   "history ZONE --site SITE",
+		Short: "Every version of a zone the site accepted, with who accepted it and when it was published",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openSiteStore(g, site)
+			if err != nil {
+				return err
+			}
+			ms, err := st.List(dns.Fqdn(args[0]))
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if ms == nil {
+					ms = []zonestore.Manifest{}
+				}
+				return writeJSON(cmd.OutOrStdout(), ms)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "SERIAL\tACCEPTED\tBY\tSOURCE\tPUBLISHED\tRECORDS\tDELEGATIONS\tDIGEST")
+			for _, m := range ms {
+				pub := "-"
+				if m.Published {
+					pub = m.PublishedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", m.Serial, m.AcceptedAt.UTC().Format(time.RFC3339),
+					m.AcceptedBy, m.Source, pub, m.Records, m.Delegations, m.Digest[:12])
+			}
+			return tw.Flush()
+		},
+	}
+	history.Flags().StringVar(&site, "site", "", "whose store (env REGDR_SITE)")
+
+	var dsite string
+	var limit int
+	diff := &cobra.Command{
+		Use:   "diff ZONE SERIAL_A SERIAL_B --site SITE",
+		Short: "Records added and removed between two stored versions",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var serials [2]uint32
+			for i, a := range args[1:] {
+				v, err := strconv.ParseUint(a, 10, 32)
+				if err != nil {
+					return usageErr(fmt.Errorf("serial %q: %w", a, err))
+				}
+				serials[i] = uint32(v)
+			}
+			st, err := openSiteStore(g, dsite)
+			if err != nil {
+				return err
+			}
+			origin := dns.Fqdn(args[0])
+			var zs [2]*zone.Zone
+			for i, s := range serials {
+				m, err := st.Get(origin, s)
+				if err != nil {
+					return fmt.Errorf("%s serial %d: %w", origin, s, err)
+				}
+				if zs[i], err = st.Load(m); err != nil {
+					return err
+				}
+			}
+			ch := zonestore.Diff(zs[0], zs[1])
+			if g.json() {
+				text := func(rrs []dns.RR) []string {
+					out := []string{}
+					for _, rr := range rrs {
+						out = append(out, rr.String())
+					}
+					return out
+				}
+				return writeJSON(cmd.OutOrStdout(), map[string]any{
+					"zone": origin, "from": serials[0], "to": serials[1],
+					"summary": ch.Summary(), "added": text(ch.Added), "removed": text(ch.Removed),
+				})
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "%s %d -> %d: %s\n", origin, serials[0], serials[1], ch.Summary())
+			shown := 0
+			for _, set := range []struct {
+				sign string
+				rrs  []dns.RR
+			}{{"-", ch.Removed}, {"+", ch.Added}} {
+				for _, rr := range set.rrs {
+					if limit > 0 && shown >= limit {
+						fmt.Fprintf(out, "... (--limit %d reached)\n", limit)
+						return nil
+					}
+					fmt.Fprintln(out, set.sign+" "+rr.String())
+					shown++
+				}
+			}
+			return nil
+		},
+	}
+	diff.Flags().StringVar(&dsite, "site", "", "whose store (env REGDR_SITE)")
+	diff.Flags().IntVar(&limit, "limit", 200, "most records to print (0 = all)")
+	return []*cobra.Command{history, diff}
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/pgstate"
 	"github.com/regdr/regdr/replicator/zoneserve"
+	"github.com/regdr/regdr/replicator/zonestore"
 )
 
 // Version is stamped by the build.
@@ -50,6 +52,7 @@ type Agent struct {
 	pool   *pgxpool.Pool
 	gossip *membership.Gossip
 	dns    *zoneserve.Server
+	store  *zonestore.Store
 	reg    *prometheus.Registry
 	m      *metrics
 
@@ -150,6 +153,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer a.gossip.Close()
 
+	if !a.site.Witness && a.site.ZoneDir != "" {
+		// Every accepted version is kept on the site's disk, so the last
+		// good zone is always there to serve or roll back to (.hk 2004).
+		if a.store, err = zonestore.Open(filepath.Join(a.site.ZoneDir, "store")); err != nil {
+			return fmt.Errorf("site %s zone store: %w", a.site.Name, err)
+		}
+	}
 	if !a.site.Witness && a.site.DNSAddr != "" {
 		if err := a.startDNS(ctx); err != nil {
 			return err
@@ -174,12 +184,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "http", a.site.AgentAddr, "gossip", a.site.GossipAddr, "dns", a.site.DNSAddr)
 
+	// Learn the site's role before touching zones, so a restarted agent
+	// publishes (or not) according to the active-site record.
+	a.tick(ctx)
 	var wg sync.WaitGroup
 	if a.dns != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.zoneLoop(ctx) }()
 	}
-	a.tick(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	rejoin := time.NewTicker(5 * time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/regdr/regdr/replicator/zone"
 	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zoneserve"
+	"github.com/regdr/regdr/replicator/zonestore"
 )
 
 // ZoneFile is where the registry's generator drops a zone for the agent of
@@ -93,9 +94,11 @@ func (a *Agent) zoneLoop(ctx context.Context) {
 			}
 		}
 	}
-	// Start from whatever is on disk: a restarted active agent serves its
-	// last accepted version at once instead of an empty zone (RIPE 2012).
+	// Start from the store: a restarted agent serves its last accepted
+	// version at once, never an empty zone (RIPE 2012), and then gates
+	// whatever the generator left on disk against it.
 	for _, z := range a.cfg.Zones {
+		a.restoreFromStore(dns.Fqdn(z.Origin))
 		a.loadFile(ctx, ZoneFile(a.site.ZoneDir, z.Origin), false)
 	}
 	refresh := time.NewTicker(10 * time.Second)
@@ -201,6 +204,16 @@ func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
 			"gates", strings.Join(b.Gates, ","), "findings", strings.Join(b.Findings, "; "))
 		return
 	}
+	if a.store != nil {
+		_, err := a.store.Put(z, zonestore.Manifest{Report: &rep, AcceptedAt: time.Now(), AcceptedBy: "agent " + a.site.Name, Source: source})
+		if err != nil {
+			// A version that cannot be kept cannot be rolled back to:
+			// do not serve it.
+			a.setZoneError(z.Origin, fmt.Errorf("serial %d from %s not stored: %w", z.Serial, source, err))
+			a.log.Error("zone version not stored, not served", "zone", z.Origin, "serial", z.Serial, "err", err)
+			return
+		}
+	}
 	a.dns.SetZone(z)
 	a.mu.Lock()
 	a.zones[z.Origin] = status.ZoneState{Origin: z.Origin, Serial: z.Serial, Digest: z.Digest, Source: source, LoadedAt: time.Now()}
@@ -208,8 +221,42 @@ func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
 	a.m.zoneSerial.WithLabelValues(z.Origin).Set(float64(z.Serial))
 	a.log.Info("zone version serving", "zone", z.Origin, "serial", z.Serial, "source", source, "records", len(z.Records))
 	if a.role() == "active" {
+		if a.store != nil {
+			if err := a.store.MarkPublished(z.Origin, z.Serial, time.Now()); err != nil {
+				a.log.Error("mark published", "zone", z.Origin, "serial", z.Serial, "err", err)
+			}
+		}
 		a.notify(ctx, z)
 	}
+}
+
+// restoreFromStore serves the newest version the store holds for origin
+// (the newest published one at an active site), after verifying its digest.
+func (a *Agent) restoreFromStore(origin string) {
+	if a.store == nil || a.dns.Zone(origin) != nil {
+		return
+	}
+	m, err := a.store.Latest(origin)
+	if a.role() == "active" {
+		if pm, perr := a.store.LatestPublished(origin); perr == nil {
+			m, err = pm, nil
+		}
+	}
+	if err != nil {
+		return
+	}
+	z, err := a.store.Load(m)
+	if err != nil {
+		a.setZoneError(origin, fmt.Errorf("stored serial %d unusable: %w", m.Serial, err))
+		a.log.Error("stored zone version unusable", "zone", origin, "serial", m.Serial, "err", err)
+		return
+	}
+	a.dns.SetZone(z)
+	a.mu.Lock()
+	a.zones[origin] = status.ZoneState{Origin: origin, Serial: z.Serial, Digest: z.Digest, Source: "store", LoadedAt: time.Now()}
+	a.mu.Unlock()
+	a.m.zoneSerial.WithLabelValues(origin).Set(float64(z.Serial))
+	a.log.Info("zone version serving from the store", "zone", origin, "serial", z.Serial)
 }
 
 // isFrozen reports whether publication of origin is frozen (by zone or for

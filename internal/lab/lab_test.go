@@ -26,6 +26,7 @@ import (
 	"github.com/regdr/regdr/replicator/zone"
 	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zoneserve"
+	"github.com/regdr/regdr/replicator/zonestore"
 )
 
 // eventually polls cond until it returns nil or d passes.
@@ -414,6 +415,40 @@ func TestLab(t *testing.T) {
 		})
 		if got, err := zonepull.QuerySerial(ctx, osaka.DNSAddr, l.State.TLD); err != nil || got != served {
 			t.Fatalf("osaka answers serial %d (%v), want %d", got, err, served)
+		}
+	})
+
+	t.Run("every accepted version is in the store; history and diff", func(t *testing.T) {
+		var tk []zonestore.Manifest
+		r := labtest.Run(t, nil, "zone", "history", l.State.TLD, "--site", "tokyo", "--config", l.State.Config, "-o", "json")
+		if err := json.Unmarshal([]byte(r.Stdout), &tk); err != nil || r.Code != 0 || len(tk) < 2 {
+			t.Fatalf("tokyo history: exit %d, %v, %d versions\n%s%s", r.Code, err, len(tk), r.Stdout, r.Stderr)
+		}
+		last := tk[len(tk)-1]
+		if !last.Published || last.AcceptedBy != "agent tokyo" || last.Report == nil || !last.Report.Pass {
+			t.Fatalf("tokyo's newest version: %+v", last)
+		}
+		var os []zonestore.Manifest
+		r = labtest.Run(t, nil, "zone", "history", l.State.TLD, "--site", "osaka", "--config", l.State.Config, "-o", "json")
+		if err := json.Unmarshal([]byte(r.Stdout), &os); err != nil || len(os) == 0 {
+			t.Fatalf("osaka history: %v\n%s%s", err, r.Stdout, r.Stderr)
+		}
+		for _, m := range os {
+			if m.Published || !strings.HasPrefix(m.Source, "axfr:tokyo") {
+				t.Fatalf("osaka (standby) version %d: published %v source %s", m.Serial, m.Published, m.Source)
+			}
+		}
+		r = labtest.Run(t, nil, "zone", "diff", l.State.TLD, fmt.Sprint(tk[0].Serial), fmt.Sprint(last.Serial), "--site", "tokyo", "--config", l.State.Config, "-o", "json")
+		var diff struct{ Added []string }
+		if err := json.Unmarshal([]byte(r.Stdout), &diff); err != nil || r.Code != 0 {
+			t.Fatalf("zone diff: exit %d %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
+		}
+		found := false
+		for _, a := range diff.Added {
+			found = found || strings.HasPrefix(a, "notified."+l.State.TLD)
+		}
+		if !found {
+			t.Fatalf("diff %d -> %d does not add notified.%s: %v", tk[0].Serial, last.Serial, l.State.TLD, diff.Added)
 		}
 	})
 
