@@ -24,6 +24,7 @@ import (
 
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zonestore"
 )
 
@@ -36,6 +37,7 @@ func newZoneCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newZoneCheckCmd(g))
 	cmd.AddCommand(newZoneFreezeCmds(g)...)
 	cmd.AddCommand(newZoneHistoryCmds(g)...)
+	cmd.AddCommand(newZoneRollbackCmd(g))
 	return cmd
 }
 
@@ -424,4 +426,120 @@ func newZoneHistoryCmds(g *globals) []*cobra.Command {
 	diff.Flags().StringVar(&dsite, "site", "", "whose store (env REGDR_SITE)")
 	diff.Flags().IntVar(&limit, "limit", 200, "most records to print (0 = all)")
 	return []*cobra.Command{history, diff}
+}
+
+func newZoneRollbackCmd(g *globals) *cobra.Command {
+	var to uint32
+	var reason, operator string
+	var noFreeze bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollback ZONE --to SERIAL --reason TEXT",
+		Short: "Re-publish a stored good version under a new, higher serial, and verify the secondaries took it",
+		Long: `The .hk fix of 2004, as one command: the active site's agent takes the stored
+version SERIAL from its zone store, gives it a serial above the one served (re-
+signing only the SOA with the site's zone-signing key), runs the gates again
+(all but the change budget: undoing a bad change is the point) and publishes it
+with NOTIFY. This command waits until the agent reports the outcome and every
+public secondary answers the new serial; "ok" means verified.
+
+Unless --no-freeze, the zone is frozen first (reason "rollback to SERIAL: ..."),
+so the generator's next, possibly still broken, version is held until
+'regdr zone thaw'. Everything is in the audit log.
+
+Exit code 0 verified, 1 refused or failed, 3 etcd unreachable.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == 0 {
+				return usageErr(errors.New("--to SERIAL is required (see 'regdr zone history')"))
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usageErr(errors.New("--reason is required"))
+			}
+			origin := dns.Fqdn(args[0])
+			cfg, err := g.loadConfig()
+			if err != nil {
+				return err
+			}
+			cli, err := etcdclient.Dial(cfg)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			keys := store.Keys{Prefix: cfg.Etcd.Prefix}
+			who := operatorName(operator)
+			log := audit.New(cli, keys)
+			if !noFreeze {
+				f := store.Freeze{Zone: origin, Reason: fmt.Sprintf("rollback to %d: %s", to, reason), By: who, Since: time.Now()}
+				if err := store.PutFreeze(ctx, cli, keys, f); err != nil {
+					return withCode(exitNoAccess, err)
+				}
+				if _, err := log.Append(ctx, audit.Entry{Who: who, Action: "zone.freeze", Target: origin, Result: "frozen", Detail: map[string]string{"reason": f.Reason}}); err != nil {
+					return err
+				}
+			}
+			id := fmt.Sprintf("%x", time.Now().UnixNano())
+			req := store.RollbackRequest{ID: id, Zone: origin, ToSerial: to, By: who, Reason: reason, Requested: time.Now().UTC()}
+			if err := store.PutRollback(ctx, cli, keys, req); err != nil {
+				return withCode(exitFailed, err)
+			}
+			if _, err := log.Append(ctx, audit.Entry{Who: who, Action: "zone.rollback.request", Target: origin, Result: "requested",
+				Detail: map[string]string{"id": id, "to_serial": strconv.FormatUint(uint64(to), 10), "reason": reason}}); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if !g.json() {
+				fmt.Fprintf(out, "rollback %s to %d requested (id %s); waiting for the active site...\n", origin, to, id)
+			}
+			var done store.RollbackRequest
+			for {
+				r, _, found, err := store.GetRollback(ctx, cli, keys, origin)
+				if err == nil && found && r.ID == id && r.Done {
+					done = r
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return withCode(exitFailed, fmt.Errorf("no outcome from the active site within %s (is its agent running?); the request stays pending", timeout))
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			if done.Error != "" {
+				return withCode(exitFailed, fmt.Errorf("rollback refused at %s: %s", done.Site, done.Error))
+			}
+			verified := map[string]uint32{}
+			for _, sec := range cfg.Secondary {
+				for {
+					qctx, qc := context.WithTimeout(ctx, time.Second)
+					got, err := zonepull.QuerySerial(qctx, sec.Addr, origin)
+					qc()
+					if err == nil && !zone.SerialLess(got, done.NewSerial) {
+						verified[sec.Name] = got
+						break
+					}
+					select {
+					case <-ctx.Done():
+						return withCode(exitFailed, fmt.Errorf("published as serial %d at %s, but secondary %s still answers %d (%v)", done.NewSerial, done.Site, sec.Name, got, err))
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}
+			if g.json() {
+				return writeJSON(out, map[string]any{"zone": origin, "to_serial": to, "new_serial": done.NewSerial, "site": done.Site, "secondaries": verified, "frozen": !noFreeze})
+			}
+			fmt.Fprintf(out, "ok: %s serial %d (the content of %d) published at %s; verified at %d secondaries\n", origin, done.NewSerial, to, done.Site, len(verified))
+			if !noFreeze {
+				fmt.Fprintf(out, "the zone stays frozen: fix the generator, then 'regdr zone thaw %s'\n", origin)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Uint32Var(&to, "to", 0, "the stored serial to re-publish")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (audited)")
+	cmd.Flags().StringVar(&operator, "operator", "", "who (default $REGDR_OPERATOR or the OS user)")
+	cmd.Flags().BoolVar(&noFreeze, "no-freeze", false, "do not freeze the zone first")
+	cmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the outcome and the secondaries")
+	return cmd
 }

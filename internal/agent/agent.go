@@ -60,8 +60,10 @@ type Agent struct {
 	// pullNow wakes the standby's zone puller (NOTIFY from the active site).
 	pullNow chan struct{}
 	// thaw wakes the zone loop when a freeze was lifted.
-	thaw  chan struct{}
-	gates []gates.Gate
+	thaw chan struct{}
+	// rollbackNow wakes the zone loop when a rollback request is pending.
+	rollbackNow chan struct{}
+	gates       []gates.Gate
 
 	mu     sync.Mutex
 	st     status.Agent
@@ -79,15 +81,16 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		log = slog.Default()
 	}
 	a := &Agent{
-		cfg:     cfg,
-		site:    *s,
-		log:     log.With("site", site),
-		keys:    store.Keys{Prefix: cfg.Etcd.Prefix},
-		started: time.Now(),
-		pullNow: make(chan struct{}, 1),
-		thaw:    make(chan struct{}, 1),
-		zones:   map[string]status.ZoneState{},
-		reg:     prometheus.NewRegistry(),
+		cfg:         cfg,
+		site:        *s,
+		log:         log.With("site", site),
+		keys:        store.Keys{Prefix: cfg.Etcd.Prefix},
+		started:     time.Now(),
+		pullNow:     make(chan struct{}, 1),
+		thaw:        make(chan struct{}, 1),
+		rollbackNow: make(chan struct{}, 1),
+		zones:       map[string]status.ZoneState{},
+		reg:         prometheus.NewRegistry(),
 	}
 	for _, s := range cfg.Sites {
 		a.sites = append(a.sites, s.Name)
@@ -239,6 +242,12 @@ func (a *Agent) tick(ctx context.Context) {
 	meta := a.metaLocked()
 	a.mu.Unlock()
 
+	if etcdView.Reachable && role == "active" && a.rollbackPending(ctx) {
+		select {
+		case a.rollbackNow <- struct{}{}:
+		default:
+		}
+	}
 	if thawed {
 		select {
 		case a.thaw <- struct{}{}:

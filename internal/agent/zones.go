@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -120,6 +121,8 @@ func (a *Agent) zoneLoop(ctx context.Context) {
 			a.pullIfStandby(ctx)
 		case <-a.thaw:
 			a.thawed(ctx)
+		case <-a.rollbackNow:
+			a.rollbacks(ctx)
 		}
 	}
 }
@@ -165,20 +168,48 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 // never served; the site keeps serving the last good one (.hk 2004). At the
 // active site a frozen zone is not published at all until thawed.
 func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
+	_ = a.publish(ctx, z, source, publishOpts{})
+}
+
+// publishOpts loosen accept for an operator's explicit action.
+type publishOpts struct {
+	// bypassFreeze: a rollback publishes while the generator's output is
+	// held by the freeze it set.
+	bypassFreeze bool
+	// skipGates: a rollback re-publishes a version that passed every gate
+	// when it was accepted; its change against the bad version being
+	// replaced is the point, so the budget gate is not asked.
+	skipGates map[string]bool
+}
+
+// errNotServed is returned by publish when a version was held or blocked;
+// the reason is in the zone's status.
+var errNotServed = errors.New("version not served")
+
+func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publishOpts) error {
 	cur := a.dns.Zone(z.Origin)
 	if cur != nil && cur.Serial == z.Serial && cur.Digest == z.Digest {
-		return
+		return nil
 	}
-	if a.role() == "active" && a.isFrozen(z.Origin) {
+	if a.role() == "active" && a.isFrozen(z.Origin) && !o.bypassFreeze {
 		a.mu.Lock()
 		zs := a.zones[z.Origin]
 		zs.Origin, zs.Frozen, zs.PendingSerial = z.Origin, true, z.Serial
 		a.zones[z.Origin] = zs
 		a.mu.Unlock()
 		a.log.Warn("zone frozen: version held, not published", "zone", z.Origin, "serial", z.Serial, "source", source)
-		return
+		return fmt.Errorf("%w: zone %s is frozen", errNotServed, z.Origin)
 	}
-	rep := gates.Run(ctx, a.gates, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now()})
+	gl := a.gates
+	if len(o.skipGates) > 0 {
+		gl = nil
+		for _, g := range a.gates {
+			if !o.skipGates[g.Name()] {
+				gl = append(gl, g)
+			}
+		}
+	}
+	rep := gates.Run(ctx, gl, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now()})
 	if !rep.Pass {
 		b := &status.BlockedVersion{Serial: z.Serial, Digest: z.Digest, Source: source, Gates: rep.Failed(), At: time.Now()}
 		for _, r := range rep.Results {
@@ -202,7 +233,7 @@ func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
 		a.m.zoneBlocked.WithLabelValues(z.Origin).Inc()
 		a.log.Error("zone version blocked by the safety gates", "zone", z.Origin, "serial", z.Serial, "source", source,
 			"gates", strings.Join(b.Gates, ","), "findings", strings.Join(b.Findings, "; "))
-		return
+		return fmt.Errorf("%w: blocked by %s: %s", errNotServed, strings.Join(b.Gates, ", "), strings.Join(b.Findings, "; "))
 	}
 	if a.store != nil {
 		_, err := a.store.Put(z, zonestore.Manifest{Report: &rep, AcceptedAt: time.Now(), AcceptedBy: "agent " + a.site.Name, Source: source})
@@ -211,12 +242,17 @@ func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
 			// do not serve it.
 			a.setZoneError(z.Origin, fmt.Errorf("serial %d from %s not stored: %w", z.Serial, source, err))
 			a.log.Error("zone version not stored, not served", "zone", z.Origin, "serial", z.Serial, "err", err)
-			return
+			return fmt.Errorf("%w: not stored: %v", errNotServed, err)
 		}
 	}
 	a.dns.SetZone(z)
 	a.mu.Lock()
-	a.zones[z.Origin] = status.ZoneState{Origin: z.Origin, Serial: z.Serial, Digest: z.Digest, Source: source, LoadedAt: time.Now()}
+	prev := a.zones[z.Origin]
+	zs := status.ZoneState{Origin: z.Origin, Serial: z.Serial, Digest: z.Digest, Source: source, LoadedAt: time.Now()}
+	// A rollback publishes through a freeze; what the freeze holds stays
+	// held.
+	zs.Frozen, zs.PendingSerial = prev.Frozen, prev.PendingSerial
+	a.zones[z.Origin] = zs
 	a.mu.Unlock()
 	a.m.zoneSerial.WithLabelValues(z.Origin).Set(float64(z.Serial))
 	a.log.Info("zone version serving", "zone", z.Origin, "serial", z.Serial, "source", source, "records", len(z.Records))
@@ -228,6 +264,7 @@ func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
 		}
 		a.notify(ctx, z)
 	}
+	return nil
 }
 
 // restoreFromStore serves the newest version the store holds for origin

@@ -332,6 +332,50 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	t.Run("rollback re-publishes a stored version, verified at the secondary", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		good := agentServing(t, tokyo.AgentAddr, l.State.TLD)
+		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := registry.Register(ctx, conn, "rollback-victim", []string{"ns1.example.net."}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the victim's version at the secondary", func() error {
+			if hasDelegation(l, "rollback-victim") {
+				return nil
+			}
+			return fmt.Errorf("not yet")
+		})
+		r := labtest.Run(t, []string{"REGDR_OPERATOR=carol"}, "zone", "rollback", l.State.TLD, "--to", fmt.Sprint(good),
+			"--reason", "bad batch", "--config", l.State.Config, "--timeout", "30s")
+		if r.Code != 0 {
+			t.Fatalf("rollback: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		t.Logf("%s", strings.TrimSpace(r.Stdout))
+		if hasDelegation(l, "rollback-victim") {
+			t.Fatal("the secondary still delegates rollback-victim after the rollback")
+		}
+		var ms []zonestore.Manifest
+		r = labtest.Run(t, nil, "zone", "history", l.State.TLD, "--site", "tokyo", "--config", l.State.Config, "-o", "json")
+		if err := json.Unmarshal([]byte(r.Stdout), &ms); err != nil {
+			t.Fatal(err)
+		}
+		last := ms[len(ms)-1]
+		if last.Source != fmt.Sprintf("rollback:%d", good) || !last.Published || last.Report == nil || !last.Report.Pass {
+			t.Fatalf("newest stored version %+v", last)
+		}
+		if r := labtest.Run(t, nil, "zone", "thaw", l.State.TLD, "--config", l.State.Config); r.Code != 0 {
+			t.Fatalf("thaw: %s", r.Stderr)
+		}
+		r = labtest.Run(t, nil, "audit", "list", "--config", l.State.Config)
+		if !strings.Contains(r.Stdout, "zone.rollback.request") || !strings.Contains(r.Stdout, "agent tokyo") {
+			t.Fatalf("audit lacks the rollback:\n%s", r.Stdout)
+		}
+	})
+
 	t.Run("a version tampered on the way is refused at osaka", func(t *testing.T) {
 		tokyo, _ := l.Cfg.Site("tokyo")
 		osaka, _ := l.Cfg.Site("osaka")
@@ -678,4 +722,23 @@ func agentStatus(t *testing.T, addr string) status.Agent {
 		t.Fatalf("/v1/status: %v", err)
 	}
 	return st
+}
+
+func agentServing(t *testing.T, addr, origin string) uint32 {
+	t.Helper()
+	for _, z := range agentStatus(t, addr).Zones {
+		if z.Origin == origin {
+			return z.Serial
+		}
+	}
+	t.Fatalf("agent %s serves no %s", addr, origin)
+	return 0
+}
+
+// hasDelegation asks the public secondary for label's NS.
+func hasDelegation(l *lab.Lab, label string) bool {
+	m := new(dns.Msg)
+	m.SetQuestion(label+"."+l.State.TLD, dns.TypeNS)
+	in, err := dns.Exchange(m, l.State.Secondary)
+	return err == nil && in.Rcode == dns.RcodeSuccess && len(in.Ns) > 0 && in.Ns[0].Header().Rrtype == dns.TypeNS
 }
