@@ -69,6 +69,8 @@ type Agent struct {
 	st     status.Agent
 	zones  map[string]status.ZoneState
 	frozen []string
+	// secondaries holds the last verification per "secondary zone".
+	secondaries map[string]status.SecondaryCheck
 }
 
 // New validates the site and prepares an agent; nothing is started.
@@ -90,6 +92,7 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		thaw:        make(chan struct{}, 1),
 		rollbackNow: make(chan struct{}, 1),
 		zones:       map[string]status.ZoneState{},
+		secondaries: map[string]status.SecondaryCheck{},
 		reg:         prometheus.NewRegistry(),
 	}
 	for _, s := range cfg.Sites {
@@ -334,6 +337,17 @@ func (a *Agent) problems(e status.EtcdView, pg *status.Postgres) []string {
 			p = append(p, "zone "+z.Origin+": "+z.Error)
 		}
 	}
+	if a.st.Role == "active" {
+		for _, c := range a.secondaries {
+			if c.Error != "" {
+				p = append(p, fmt.Sprintf("secondary %s, zone %s: %s", c.Name, c.Zone, c.Error))
+			}
+			if len(c.Mismatches) > 0 {
+				p = append(p, fmt.Sprintf("secondary %s, zone %s serial %d: %d of %d sampled delegations differ from what was published: %s",
+					c.Name, c.Zone, c.Serial, len(c.Mismatches), c.Sampled, c.Mismatches[0]))
+			}
+		}
+	}
 	return p
 }
 
@@ -375,8 +389,15 @@ func (a *Agent) Status() status.Agent {
 	for _, z := range a.zones {
 		st.Zones = append(st.Zones, z)
 	}
+	st.Secondaries = nil
+	for _, c := range a.secondaries {
+		st.Secondaries = append(st.Secondaries, c)
+	}
 	a.mu.Unlock()
 	sort.Slice(st.Zones, func(i, j int) bool { return st.Zones[i].Origin < st.Zones[j].Origin })
+	sort.Slice(st.Secondaries, func(i, j int) bool {
+		return st.Secondaries[i].Name+st.Secondaries[i].Zone < st.Secondaries[j].Name+st.Secondaries[j].Zone
+	})
 	if a.gossip != nil {
 		st.Peers = a.gossip.Peers(a.sites)
 	}

@@ -56,6 +56,9 @@ type metrics struct {
 	heartbeatAge prometheus.Gauge
 	zoneSerial   *prometheus.GaugeVec
 	zoneBlocked  *prometheus.CounterVec
+
+	secondarySerial     *prometheus.GaugeVec
+	secondaryMismatches *prometheus.GaugeVec
 }
 
 func newMetrics(reg *prometheus.Registry, site string) *metrics {
@@ -83,6 +86,9 @@ func newMetrics(reg *prometheus.Registry, site string) *metrics {
 		heartbeatAge: f("regdr_replication_heartbeat_age_seconds", "Age of the newest replicated heartbeat row at a standby: the data-loss window if the primary died now."),
 		zoneSerial:   v("regdr_zone_serial", "SOA serial of the zone version the site serves.", "zone"),
 		zoneBlocked:  counter(reg, site, "regdr_zone_versions_blocked_total", "Zone versions the safety gates refused.", "zone"),
+
+		secondarySerial:     v("regdr_secondary_serial", "SOA serial a public secondary answered at the last verification.", "secondary", "zone"),
+		secondaryMismatches: v("regdr_secondary_sample_mismatches", "Sampled delegations a public secondary answers differently from the published version.", "secondary", "zone"),
 	}
 }
 

@@ -263,6 +263,7 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 			}
 		}
 		a.notify(ctx, z)
+		go a.verifySecondaries(ctx, z)
 	}
 	return nil
 }

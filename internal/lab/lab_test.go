@@ -166,6 +166,21 @@ func TestLab(t *testing.T) {
 		if len(in.Ns) == 0 {
 			t.Fatalf("secondary has no delegation for notified.%s: %v", l.State.TLD, in)
 		}
+		// The active site checked what the secondary now answers.
+		tokyo, _ := l.Cfg.Site("tokyo")
+		eventually(t, 15*time.Second, "tokyo's verification of the secondary", func() error {
+			st := agentStatus(t, tokyo.AgentAddr)
+			serving := agentServing(t, tokyo.AgentAddr, l.State.TLD)
+			for _, c := range st.Secondaries {
+				if c.Name == "knot" && c.Serial == serving && c.Published == serving && c.Sampled > 0 && len(c.Mismatches) == 0 && c.Error == "" {
+					return nil
+				}
+			}
+			return fmt.Errorf("secondaries %+v (serving %d)", st.Secondaries, serving)
+		})
+		if r := labtest.Run(t, nil, "status", "--config", l.State.Config); !strings.Contains(r.Stdout, "Secondary knot") {
+			t.Fatalf("status does not show the secondary check:\n%s", r.Stdout)
+		}
 		// The standby site pulled the same version from tokyo.
 		eventually(t, 15*time.Second, "osaka's agent to serve the same serial", func() error {
 			d, _ := statusJSON(t, l)

@@ -78,6 +78,18 @@ func Render(w io.Writer, d status.Deployment) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	for _, c := range d.Secondaries {
+		state := "ok"
+		switch {
+		case c.Error != "":
+			state = c.Error
+		case len(c.Mismatches) > 0:
+			state = fmt.Sprintf("%d of %d sampled delegations DIFFER", len(c.Mismatches), c.Sampled)
+		default:
+			state = fmt.Sprintf("serves the published serial, %d sampled delegations match", c.Sampled)
+		}
+		fmt.Fprintf(w, "Secondary %s (%s) %s serial %d: %s\n", c.Name, c.Addr, c.Zone, c.Serial, state)
+	}
 	if len(d.Frozen) > 0 {
 		fmt.Fprintln(w, "Frozen: "+strings.Join(d.Frozen, "; "))
 	} else {

@@ -26,6 +26,25 @@ type Agent struct {
 	Zones      []ZoneState `json:"zones,omitempty"`
 	Frozen     []string    `json:"frozen,omitempty"`
 	Peers      []Peer      `json:"peers"`
+	// Secondaries is what the active site last verified at each public
+	// secondary after a publication.
+	Secondaries []SecondaryCheck `json:"secondaries,omitempty"`
+}
+
+// SecondaryCheck is one verification of what a public secondary actually
+// serves (RIPE 2017: nobody watched the published output).
+type SecondaryCheck struct {
+	Name   string `json:"name"`
+	Addr   string `json:"addr"`
+	Zone   string `json:"zone"`
+	Serial uint32 `json:"serial"`
+	// Published is the serial the active site published; the secondary
+	// should serve it (or newer).
+	Published  uint32    `json:"published"`
+	Sampled    int       `json:"sampled"`
+	Mismatches []string  `json:"mismatches,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // EtcdView is whether the agent can reach the coordination cluster.
@@ -135,7 +154,10 @@ type Deployment struct {
 	Since      time.Time `json:"since,omitzero"`
 	Frozen     []string  `json:"frozen,omitempty"`
 	Sites      []SiteRow `json:"sites"`
-	Notes      []string  `json:"notes,omitempty"`
+	// Secondaries is what the active site last verified at each public
+	// secondary.
+	Secondaries []SecondaryCheck `json:"secondaries,omitempty"`
+	Notes       []string         `json:"notes,omitempty"`
 }
 
 // SiteRow is one line of the status table (patronictl list style).
