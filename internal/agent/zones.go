@@ -16,6 +16,7 @@ import (
 	"github.com/regdr/regdr/internal/status"
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonemeta"
 	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zoneserve"
 	"github.com/regdr/regdr/replicator/zonestore"
@@ -158,7 +159,14 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 		a.log.Error("zone file refused", "zone", origin, "err", err)
 		return
 	}
-	a.accept(ctx, z, "file:"+filepath.Base(path))
+	var o publishOpts
+	if m, ok, err := zonemeta.Read(path, z.Serial); err != nil {
+		a.log.Warn("zone sidecar unreadable: no reconciliation", "zone", origin, "err", err)
+	} else if ok {
+		n := m.Delegations
+		o.expectedDelegations = &n
+	}
+	_ = a.publish(ctx, z, "file:"+filepath.Base(path), o)
 }
 
 // accept runs the safety gates on a version and serves it if they pass:
@@ -180,6 +188,9 @@ type publishOpts struct {
 	// when it was accepted; its change against the bad version being
 	// replaced is the point, so the budget gate is not asked.
 	skipGates map[string]bool
+	// expectedDelegations is the registry database's count for this
+	// version (the generator's sidecar); nil skips reconciliation.
+	expectedDelegations *int
 }
 
 // errNotServed is returned by publish when a version was held or blocked;
@@ -209,7 +220,7 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 			}
 		}
 	}
-	rep := gates.Run(ctx, gl, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now()})
+	rep := gates.Run(ctx, gl, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now(), ExpectedDelegations: o.expectedDelegations})
 	if !rep.Pass {
 		b := &status.BlockedVersion{Serial: z.Serial, Digest: z.Digest, Source: source, Gates: rep.Failed(), At: time.Now()}
 		for _, r := range rep.Results {

@@ -24,6 +24,7 @@ import (
 	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/internal/zonesign"
 	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonemeta"
 	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zoneserve"
 	"github.com/regdr/regdr/replicator/zonestore"
@@ -293,6 +294,57 @@ func TestLab(t *testing.T) {
 		t.Logf("fixed version at the secondary %s after the registry write", took)
 	})
 
+	t.Run("a truncated zone is caught by reconciliation with the database", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		file := agent.ZoneFile(tokyo.ZoneDir, l.State.TLD)
+		good, err := zone.ParseFile(file, l.State.TLD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta, ok, err := zonemeta.Read(file, good.Serial)
+		if err != nil || !ok {
+			t.Fatalf("the generator's sidecar for serial %d: %v %v", good.Serial, ok, err)
+		}
+		// .hk 2004: the batch is killed after writing most of the zone.
+		// Two delegations short is far inside the change budget; only
+		// the database's count can tell.
+		var rrs []dns.RR
+		dropped := map[string]bool{}
+		for _, rr := range good.Records {
+			h := rr.Header()
+			if h.Rrtype == dns.TypeSOA {
+				rr = dns.Copy(rr)
+				rr.(*dns.SOA).Serial = good.Serial + 1
+			}
+			if h.Rrtype == dns.TypeNS && h.Name != l.State.TLD && (len(dropped) < 2 || dropped[h.Name]) {
+				dropped[h.Name] = true
+				continue
+			}
+			rrs = append(rrs, rr)
+		}
+		meta.Serial = good.Serial + 1
+		if err := zonemeta.Write(file, meta); err != nil {
+			t.Fatal(err)
+		}
+		if err := zonesign.WriteFileAtomic(file, rrs); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "tokyo to block the truncated version by reconcile", func() error {
+			for _, z := range agentStatus(t, tokyo.AgentAddr).Zones {
+				if z.Blocked != nil && z.Blocked.Serial == good.Serial+1 {
+					if !slices.Contains(z.Blocked.Gates, "reconcile") || slices.Contains(z.Blocked.Gates, "budget") {
+						return fmt.Errorf("blocked by %v, want reconcile (and not budget)", z.Blocked.Gates)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("not blocked yet")
+		})
+		if got, _ := l.SecondarySerial(ctx); got != good.Serial {
+			t.Fatalf("the secondary serves %d, want the last good %d", got, good.Serial)
+		}
+	})
+
 	t.Run("freeze holds publication, thaw releases it", func(t *testing.T) {
 		tokyo, _ := l.Cfg.Site("tokyo")
 		r := labtest.Run(t, []string{"REGDR_OPERATOR=alice"}, "zone", "freeze", l.State.TLD, "--reason", "generator maintenance", "--config", l.State.Config)
@@ -486,6 +538,11 @@ func TestLab(t *testing.T) {
 		last := tk[len(tk)-1]
 		if !last.Published || last.AcceptedBy != "agent tokyo" || last.Report == nil || !last.Report.Pass {
 			t.Fatalf("tokyo's newest version: %+v", last)
+		}
+		// The generator's sidecar carried the database's count, so the
+		// agent reconciled (not skipped) every version from the file.
+		if res, ok := last.Report.Result("reconcile"); !ok || res.Status != "pass" {
+			t.Fatalf("reconcile on tokyo's newest version: %+v", res)
 		}
 		var os []zonestore.Manifest
 		r = labtest.Run(t, nil, "zone", "history", l.State.TLD, "--site", "osaka", "--config", l.State.Config, "-o", "json")

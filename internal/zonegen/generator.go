@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/internal/zonesign"
+	"github.com/regdr/regdr/replicator/zonemeta"
 )
 
 // Channel is the notification channel the registry's journal trigger
@@ -368,6 +369,12 @@ func (g *Generator) generate(ctx context.Context, conn *pgx.Conn, opts Options) 
 	}
 	if err := os.MkdirAll(filepath.Dir(opts.OutFile), 0o755); err != nil {
 		return fail("output directory", err)
+	}
+	// The sidecar first: the agent reconciles a zone only with the
+	// database count of its own snapshot.
+	meta := zonemeta.Meta{Origin: opts.Origin, Serial: serial, Delegations: len(snap.Delegations), JournalID: snap.JournalID}
+	if err := zonemeta.Write(opts.OutFile, meta); err != nil {
+		return fail("write", err)
 	}
 	if err := zonesign.WriteFileAtomic(opts.OutFile, signed); err != nil {
 		return fail("write", err)
