@@ -137,14 +137,7 @@ func TestLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := registry.Register(ctx, conn, "notified", []string{"ns1.example.net.", "ns2.example.net."}); err != nil {
-			t.Fatal(err)
-		}
+		register(t, l, "notified", []string{"ns1.example.net.", "ns2.example.net."})
 		// The zone's SOA refresh is 30 minutes: a new serial within
 		// seconds can only have come from NOTIFY.
 		took := eventually(t, 15*time.Second, "a newer serial at the secondary", func() error {
@@ -276,14 +269,7 @@ func TestLab(t *testing.T) {
 		}
 		// The generator's next version (after any registry write) is good
 		// again and goes out.
-		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := registry.Register(ctx, conn, "after-the-fix", []string{"ns1.example.net."}); err != nil {
-			t.Fatal(err)
-		}
+		register(t, l, "after-the-fix", []string{"ns1.example.net."})
 		took := eventually(t, 15*time.Second, "the fixed version at the secondary", func() error {
 			got, err := l.SecondarySerial(ctx)
 			if err == nil && !zone.SerialLess(good.Serial+1, got) && got != good.Serial+1 {
@@ -361,14 +347,7 @@ func TestLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := registry.Register(ctx, conn, "during-freeze", []string{"ns1.example.net."}); err != nil {
-			t.Fatal(err)
-		}
+		register(t, l, "during-freeze", []string{"ns1.example.net."})
 		var pending uint32
 		eventually(t, 10*time.Second, "tokyo to hold the new version", func() error {
 			for _, z := range agentStatus(t, tokyo.AgentAddr).Zones {
@@ -402,14 +381,7 @@ func TestLab(t *testing.T) {
 	t.Run("rollback re-publishes a stored version, verified at the secondary", func(t *testing.T) {
 		tokyo, _ := l.Cfg.Site("tokyo")
 		good := agentServing(t, tokyo.AgentAddr, l.State.TLD)
-		conn, err := pgx.Connect(ctx, l.PrimaryConnString())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := registry.Register(ctx, conn, "rollback-victim", []string{"ns1.example.net."}); err != nil {
-			t.Fatal(err)
-		}
+		register(t, l, "rollback-victim", []string{"ns1.example.net."})
 		eventually(t, 10*time.Second, "the victim's version at the secondary", func() error {
 			if hasDelegation(l, "rollback-victim") {
 				return nil
@@ -821,4 +793,20 @@ func hasDelegation(l *lab.Lab, label string) bool {
 	m.SetQuestion(label+"."+l.State.TLD, dns.TypeNS)
 	in, err := dns.Exchange(m, l.State.Secondary)
 	return err == nil && in.Rcode == dns.RcodeSuccess && len(in.Ns) > 0 && in.Ns[0].Header().Rrtype == dns.TypeNS
+}
+
+// register makes one registry write at whichever site is primary.
+func register(t *testing.T, l *lab.Lab, label string, ns []string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, l.PrimaryConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	id, err := registry.Register(ctx, conn, label, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
