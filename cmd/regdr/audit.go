@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regdr/regdr/internal/audit"
-	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/store"
 )
 
@@ -57,6 +57,7 @@ entries breaks the chain and 'regdr audit verify' names where.`,
 				for k, v := range e.Detail {
 					kv = append(kv, k+"="+v)
 				}
+				sort.Strings(kv)
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, e.Target, e.Result, strings.Join(kv, " "))
 			}
 			return tw.Flush()
@@ -106,11 +107,7 @@ entries breaks the chain and 'regdr audit verify' names where.`,
 }
 
 func openAudit(g *globals) (*audit.Log, func(), error) {
-	cfg, err := g.loadConfig()
-	if err != nil {
-		return nil, nil, err
-	}
-	cli, err := etcdclient.Dial(cfg)
+	cfg, cli, err := g.dialEtcd()
 	if err != nil {
 		return nil, nil, err
 	}

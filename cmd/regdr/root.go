@@ -9,9 +9,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/regdr/regdr/internal/agent"
 	"github.com/regdr/regdr/internal/config"
+	"github.com/regdr/regdr/internal/etcdclient"
 )
 
 // globals are the persistent flags every command shares.
@@ -97,6 +99,20 @@ func (g *globals) loadConfig() (*config.Config, error) {
 		return nil, fmt.Errorf("config %s:\n%w", g.configPath, err)
 	}
 	return cfg, nil
+}
+
+// dialEtcd loads the config and dials its etcd. The config comes back even
+// when the dial fails, for commands (status) that report without etcd.
+func (g *globals) dialEtcd() (*config.Config, *clientv3.Client, error) {
+	cfg, err := g.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	cli, err := etcdclient.Dial(cfg)
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, cli, nil
 }
 
 func writeJSON(w io.Writer, v any) error {

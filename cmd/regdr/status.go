@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/overview"
 )
 
@@ -30,14 +29,11 @@ but is seen alive by its peers shows as "up (gossip)".
 Exit code 0 when it could report, 3 when neither etcd nor any agent answered.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.loadConfig()
-			if err != nil {
+			cfg, cli, err := g.dialEtcd()
+			if cfg == nil {
 				return err
 			}
-			cli, err := etcdclient.Dial(cfg)
-			if err != nil {
-				cli = nil
-			} else {
+			if cli != nil {
 				defer cli.Close()
 			}
 			d := overview.Collect(cmd.Context(), cfg, cli, timeout)

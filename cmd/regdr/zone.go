@@ -19,7 +19,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/regdr/regdr/internal/audit"
-	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/store"
 
 	"github.com/regdr/regdr/replicator/gates"
@@ -267,11 +266,7 @@ Without ZONE, every zone is frozen.`,
 }
 
 func zoneFreezeOp(cmd *cobra.Command, g *globals, z string, op func(context.Context, *clientv3.Client, store.Keys, string) (string, error), operator string, detail map[string]string) error {
-	cfg, err := g.loadConfig()
-	if err != nil {
-		return err
-	}
-	cli, err := etcdclient.Dial(cfg)
+	cfg, cli, err := g.dialEtcd()
 	if err != nil {
 		return err
 	}
@@ -457,11 +452,7 @@ Exit code 0 verified, 1 refused or failed, 3 etcd unreachable.`,
 				return usageErr(errors.New("--reason is required"))
 			}
 			origin := dns.Fqdn(args[0])
-			cfg, err := g.loadConfig()
-			if err != nil {
-				return err
-			}
-			cli, err := etcdclient.Dial(cfg)
+			cfg, cli, err := g.dialEtcd()
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -229,7 +230,10 @@ func (a *Agent) tick(ctx context.Context) {
 	thawed := false
 	if etcdView.Reachable {
 		a.st.Role, a.st.ActiveSite, a.st.Epoch = role, active, epoch
-		thawed = len(frozen) < len(a.frozen)
+		// Any freeze that was there and is gone releases what it held.
+		for _, f := range a.frozen {
+			thawed = thawed || !slices.Contains(frozen, f)
+		}
 		a.frozen = frozen
 	}
 	if !etcdView.Reachable && !a.st.Etcd.LastOK.IsZero() {

@@ -343,7 +343,7 @@ func startAgent(t *testing.T, cfg *config.Config, site string) *runningAgent {
 	if !ok {
 		t.Fatalf("no site %s in config", site)
 	}
-	ag, err := agent.New(cfg, site, testLogger(t))
+	ag, err := agent.New(cfg, site, etcdtest.LoggerAt(t, slog.LevelInfo))
 	if err != nil {
 		t.Fatalf("new agent %s: %v", site, err)
 	}
@@ -589,34 +589,4 @@ func sameNumber(a, b string) bool {
 	x, errA := strconv.ParseFloat(a, 64)
 	y, errB := strconv.ParseFloat(b, 64)
 	return errA == nil && errB == nil && x == y
-}
-
-// testLogger writes the agents' log to the test log until the test ends;
-// lines after that (an agent still stopping) are dropped, because testing
-// panics on a log call after completion.
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }

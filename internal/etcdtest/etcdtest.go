@@ -107,10 +107,14 @@ func FreeURL(t testing.TB) string {
 // Logger returns a logger writing warnings and errors to the test log.
 // Lines logged after the test has finished are dropped: testing panics on
 // t.Log after completion, and a stopping etcd may still report an error.
-func Logger(t testing.TB) *slog.Logger {
+func Logger(t testing.TB) *slog.Logger { return LoggerAt(t, slog.LevelWarn) }
+
+// LoggerAt is Logger at another level, for tests that want a component's
+// progress in their log (an agent's, say).
+func LoggerAt(t testing.TB, level slog.Level) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 type testWriter struct {

@@ -85,7 +85,7 @@ func (l *Lab) Down(ctx context.Context) error {
 	if err := waitUntil(ctx, 10*time.Second, "every lab port to be free", func() error {
 		var busy []string
 		for _, a := range st.Listen {
-			if listening(a) {
+			if Listening(a) {
 				busy = append(busy, a)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -125,18 +126,7 @@ func Prerequisites() error {
 type MissingError struct{ Packages []string }
 
 func (e *MissingError) Error() string {
-	return fmt.Sprintf("the lab needs Debian packages that are not installed: %v; install them with:\n  apt-get update && apt-get install -y %s\n(or run `regdr lab up --install` as root)", e.Packages, joinSpace(e.Packages))
-}
-
-func joinSpace(s []string) string {
-	out := ""
-	for i, p := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += p
-	}
-	return out
+	return fmt.Sprintf("the lab needs Debian packages that are not installed: %v; install them with:\n  apt-get update && apt-get install -y %s\n(or run `regdr lab up --install` as root)", e.Packages, strings.Join(e.Packages, " "))
 }
 
 // Install runs apt-get for the missing packages (root only).
@@ -187,7 +177,7 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := os.Chmod(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	st := &State{Dir: o.Dir, TLD: o.TLD, Created: time.Now().UTC(), Domains: o.Domains, Active: "tokyo"}
+	st := &State{Dir: o.Dir, TLD: o.TLD, Created: time.Now().UTC(), Domains: o.Domains, Active: "tokyo", Bin: o.Bin}
 	l = &Lab{State: st, log: o.Logger}
 	defer func() {
 		if err != nil {
@@ -380,7 +370,7 @@ func (l *Lab) startEtcd(ctx context.Context, o Options) error {
 	st := l.State
 	for _, m := range st.Etcd {
 		p, err := spawn("etcd-"+m.Name, filepath.Join(st.Dir, "etcd-"+m.Name+".log"),
-			[]string{o.Bin, "lab", "etcd", "--dir", st.Dir, "--member", m.Name}, nil)
+			[]string{l.bin(), "lab", "etcd", "--dir", st.Dir, "--member", m.Name}, nil)
 		if err != nil {
 			return err
 		}
@@ -484,7 +474,7 @@ func (l *Lab) StartAgent(ctx context.Context, site string) error {
 	}
 	s, _ := l.Cfg.Site(site)
 	return waitUntil(ctx, 20*time.Second, "agent "+site+" to answer", func() error {
-		if !listening(s.AgentAddr) {
+		if !Listening(s.AgentAddr) {
 			return fmt.Errorf("%s not listening", s.AgentAddr)
 		}
 		return nil
@@ -520,10 +510,8 @@ func (l *Lab) Restart(ctx context.Context, name string) error {
 }
 
 func (l *Lab) bin() string {
-	for _, p := range l.State.Procs {
-		if len(p.Args) > 0 {
-			return p.Args[0]
-		}
+	if l.State.Bin != "" {
+		return l.State.Bin
 	}
 	b, _ := os.Executable()
 	return b

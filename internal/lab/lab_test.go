@@ -706,7 +706,7 @@ func TestLab(t *testing.T) {
 			}
 		}
 		for _, a := range l.State.Listen {
-			if labtest.Listening(a) {
+			if lab.Listening(a) {
 				t.Errorf("%s still accepts connections", a)
 			}
 		}

@@ -124,8 +124,8 @@ func freePort(host string) (int, error) {
 	return 0, fmt.Errorf("no free TCP+UDP port on %s", host)
 }
 
-// listening reports whether something accepts TCP connections on addr.
-func listening(addr string) bool {
+// Listening reports whether something accepts TCP connections on addr.
+func Listening(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return false

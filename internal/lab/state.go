@@ -32,16 +32,18 @@ var siteHosts = map[string]string{
 // State is lab.json: everything `lab down`, `lab status` and the tests need
 // to find the lab's parts.
 type State struct {
-	Dir       string    `json:"dir"`
-	TLD       string    `json:"tld"`
-	Created   time.Time `json:"created"`
-	Config    string    `json:"config"`
-	Domains   int       `json:"domains"`
-	Active    string    `json:"active"`
-	Etcd      []Member  `json:"etcd"`
-	Postgres  []PG      `json:"postgres"`
-	Procs     []Proc    `json:"procs"`
-	Secondary string    `json:"secondary"`
+	Dir     string    `json:"dir"`
+	TLD     string    `json:"tld"`
+	Created time.Time `json:"created"`
+	Config  string    `json:"config"`
+	Domains int       `json:"domains"`
+	Active  string    `json:"active"`
+	// Bin is the regdr binary the lab's processes run.
+	Bin       string   `json:"bin"`
+	Etcd      []Member `json:"etcd"`
+	Postgres  []PG     `json:"postgres"`
+	Procs     []Proc   `json:"procs"`
+	Secondary string   `json:"secondary"`
 	// Listen is every address a lab part listens on; `lab down` checks
 	// each is free again before it reports success.
 	Listen []string `json:"listen"`

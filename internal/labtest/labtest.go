@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,14 +132,4 @@ func Run(t testing.TB, env []string, args ...string) Result {
 		t.Fatalf("run regdr %v: %v", args, err)
 	}
 	return r
-}
-
-// Listening reports whether something accepts TCP connections on addr.
-func Listening(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
 }

@@ -96,13 +96,12 @@ func Collect(ctx context.Context, cfg *config.Config, cli *clientv3.Client, time
 	}
 
 	for i, s := range cfg.Sites {
-		if a := agents[i]; a != nil && s.Name == d.ActiveSite {
-			d.Secondaries = a.Secondaries
-		}
-	}
-	for i, s := range cfg.Sites {
 		row := status.SiteRow{Site: s.Name, Role: roleOf(s, d.ActiveSite)}
 		a := agents[i]
+		if a != nil && s.Name == d.ActiveSite {
+			// What the public secondaries serve, as the publisher checked.
+			d.Secondaries = a.Secondaries
+		}
 		switch {
 		case a != nil:
 			row.AgentAlive, row.AgentSeen, row.Health = true, "http", a.Health

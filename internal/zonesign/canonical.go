@@ -7,64 +7,17 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/dnsname"
 )
 
-// nameKey returns a byte string whose plain bytewise order is the
-// canonical DNS name order of RFC 4034 §6.1: labels compared right to
-// left, each as a lower-cased octet string, a shorter label sorting first
-// when it is a prefix of a longer one.
-//
-// Labels are taken from the wire form so that escapes (\. \065) compare by
-// the octets they stand for, not by their presentation. Each label is
-// emitted with 0x00 escaped as 0x00 0xFF and terminated by 0x00 0x00; the
-// terminator then sorts below every octet a label can contain, which is
-// exactly the "shorter prefix first" rule.
-func nameKey(name string) (string, error) {
-	var wire [256]byte
-	n, err := dns.PackDomainName(dns.Fqdn(name), wire[:], 0, nil, false)
-	if err != nil {
-		return "", fmt.Errorf("name %q: %w", name, err)
-	}
-	var labels [][]byte
-	for off := 0; off < n; {
-		l := int(wire[off])
-		if l == 0 {
-			break
-		}
-		labels = append(labels, wire[off+1:off+1+l])
-		off += 1 + l
-	}
-	key := make([]byte, 0, n+2*len(labels))
-	for i := len(labels) - 1; i >= 0; i-- {
-		for _, b := range labels[i] {
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			if b == 0 {
-				key = append(key, 0, 0xff)
-				continue
-			}
-			key = append(key, b)
-		}
-		key = append(key, 0, 0)
-	}
-	return string(key), nil
-}
+// nameKey is the canonical-order key of a name (see dnsname.Key).
+func nameKey(name string) (string, error) { return dnsname.Key(name) }
 
 // CompareNames compares two domain names in canonical order (RFC 4034
 // §6.1): negative if a sorts before b, zero if equal ignoring case,
 // positive otherwise.
-func CompareNames(a, b string) (int, error) {
-	ka, err := nameKey(a)
-	if err != nil {
-		return 0, err
-	}
-	kb, err := nameKey(b)
-	if err != nil {
-		return 0, err
-	}
-	return bytes.Compare([]byte(ka), []byte(kb)), nil
-}
+func CompareNames(a, b string) (int, error) { return dnsname.Compare(a, b) }
 
 // sortable is one RR with the keys it is ordered by, computed once.
 type sortable struct {

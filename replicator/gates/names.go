@@ -1,10 +1,11 @@
 package gates
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/dnsname"
 )
 
 // lowerName returns name lower-cased (ASCII only, as DNS compares names)
@@ -88,42 +89,8 @@ func strictlyUnder(child, parent string) bool {
 	return child != parent && under(child, parent)
 }
 
-// canonicalKey returns a byte string whose bytewise order is the
-// canonical name order of RFC 4034 §6.1: labels compared from the right,
-// each as lower-cased octets, a label that is a prefix of another sorting
-// first. Labels come from the wire form so escapes compare by the octets
-// they stand for. Each label's octets are emitted with 0x00 as 0x00 0xFF
-// and ended by 0x00 0x00, which sorts below any octet: the "shorter
-// first" rule.
-func canonicalKey(name string) (string, error) {
-	var wire [256]byte
-	n, err := dns.PackDomainName(name, wire[:], 0, nil, false)
-	if err != nil {
-		return "", fmt.Errorf("name %q: %w", name, err)
-	}
-	var starts [128]int
-	nl := 0
-	for off := 0; off < n && wire[off] != 0; off += 1 + int(wire[off]) {
-		starts[nl] = off
-		nl++
-	}
-	key := make([]byte, 0, n+2*nl)
-	for i := nl - 1; i >= 0; i-- {
-		off := starts[i]
-		for _, b := range wire[off+1 : off+1+int(wire[off])] {
-			if 'A' <= b && b <= 'Z' {
-				b += 'a' - 'A'
-			}
-			if b == 0 {
-				key = append(key, 0, 0xff)
-				continue
-			}
-			key = append(key, b)
-		}
-		key = append(key, 0, 0)
-	}
-	return string(key), nil
-}
+// canonicalKey is the RFC 4034 §6.1 order key the signer uses too.
+func canonicalKey(name string) (string, error) { return dnsname.Key(name) }
 
 // isReverse reports a name in the reverse trees, where CNAMEs are the
 // RFC 2317 mechanism rather than ordinary aliases.
