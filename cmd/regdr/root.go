@@ -64,6 +64,11 @@ Try it on one machine:  regdr lab up && regdr status --config /tmp/regdr-lab/reg
 		newAuditCmd(g),
 		newLabCmd(g),
 		newZoneCmd(g),
+		newKeysCmd(g),
+		newBackupCmd(g),
+		newDrillCmd(g),
+		newFailoverCmd(g),
+		newDBCmd(g),
 	)
 	return root
 }

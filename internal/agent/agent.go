@@ -110,7 +110,7 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 	if err := gc.Validate(); err != nil {
 		return nil, fmt.Errorf("gate thresholds in %s: %w", cfg.Path(), err)
 	}
-	a.gates = gates.Default(gc)
+	a.gates = append(gates.Default(gc), a.extraGates()...)
 	a.st = status.Agent{Site: site, Version: Version, Started: a.started, Role: "unknown", Health: "starting"}
 	if s.Witness {
 		a.st.Role = "witness"
@@ -199,6 +199,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.zoneLoop(ctx) }()
 	}
+	a.startKeys(ctx, &wg)
+	a.startBackup(ctx, &wg)
+	a.startDrills(ctx, &wg)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	rejoin := time.NewTicker(5 * time.Second)

@@ -28,6 +28,12 @@ type Config struct {
 	Operators  []Operator  `yaml:"operators"`
 	Schedules  Schedules   `yaml:"schedules"`
 	Agent      Agent       `yaml:"agent"`
+	// Keys tunes DNSSEC key transport between sites (keys.go).
+	Keys *Keys `yaml:"keys,omitempty"`
+	// Backup describes the backups regdr takes and proves (backup.go).
+	Backup *Backup `yaml:"backup,omitempty"`
+	// Failover tunes plans, approvals, fencing and hooks (failover.go).
+	Failover *Failover `yaml:"failover,omitempty"`
 
 	// path is the file this was loaded from; relative file names in the
 	// config resolve against its directory.
@@ -74,6 +80,11 @@ type Site struct {
 	// site's agent to pick up (atomic rename only), and where the agent
 	// keeps its zone store.
 	ZoneDir string `yaml:"zone_dir,omitempty"`
+	// Identity is the site's key-transport identity (keys.go).
+	Identity *SiteIdentity `yaml:"identity,omitempty"`
+	// PGControl is how this site's agent controls its own PostgreSQL
+	// server for promotion, fencing and rejoin (failover.go).
+	PGControl *PGControl `yaml:"pg_control,omitempty"`
 }
 
 // Zone is one zone regdr replicates and gates.

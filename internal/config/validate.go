@@ -34,6 +34,9 @@ func (c *Config) Validate() Problems {
 	c.validateOperators(v)
 	c.validateSchedules(v)
 	c.validateAgent(v)
+	c.validateKeys(v)
+	c.validateBackup(v)
+	c.validateFailover(v)
 	return v.probs
 }
 

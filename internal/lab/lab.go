@@ -262,6 +262,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.WaitSecondarySerial(ctx, serial, 2*zoneWait); err != nil {
 		return l, err
 	}
+	if err := l.upKeys(ctx, step); err != nil {
+		return l, err
+	}
+	if err := l.upBackup(ctx, step); err != nil {
+		return l, err
+	}
 	step("up: config %s", st.Config)
 	return l, nil
 }
@@ -353,6 +359,12 @@ func (l *Lab) plan(o Options) (*config.Config, error) {
 	st.Secondary = sec
 	cfg.Secondary = []config.Secondary{{Name: "knot", Addr: sec, Notify: true}}
 
+	if err := l.planKeys(cfg, o); err != nil {
+		return nil, err
+	}
+	if err := l.planBackup(cfg, o); err != nil {
+		return nil, err
+	}
 	b, err := cfg.Marshal()
 	if err != nil {
 		return nil, err

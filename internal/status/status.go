@@ -29,6 +29,12 @@ type Agent struct {
 	// Secondaries is what the active site last verified at each public
 	// secondary after a publication.
 	Secondaries []SecondaryCheck `json:"secondaries,omitempty"`
+	// Keys is the site's DNSSEC key inventory and proofs (keys.go).
+	Keys *KeysState `json:"keys,omitempty"`
+	// Backup is the last backup restore test this agent knows of (backup.go).
+	Backup *BackupState `json:"backup,omitempty"`
+	// Fence is the site's fencing state (failover.go).
+	Fence *FenceState `json:"fence,omitempty"`
 }
 
 // SecondaryCheck is one verification of what a public secondary actually

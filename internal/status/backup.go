@@ -1,0 +1,4 @@
+package status
+
+// BackupState is the last backup restore test.
+type BackupState struct{}

@@ -1,0 +1,4 @@
+package status
+
+// FenceState is whether a site has fenced itself.
+type FenceState struct{}

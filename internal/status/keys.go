@@ -1,0 +1,4 @@
+package status
+
+// KeysState is a site's DNSSEC key inventory and possession proofs.
+type KeysState struct{}
