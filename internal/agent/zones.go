@@ -428,3 +428,7 @@ func (a *Agent) pullIfStandby(ctx context.Context) {
 		a.accept(ctx, z, "axfr:"+active)
 	}
 }
+
+// requestRecheck asks the zone loop to run the gates again on the newest
+// blocked candidate (new key proofs or approvals may now let it pass).
+func (a *Agent) requestRecheck() {}

@@ -262,6 +262,9 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.WaitSecondarySerial(ctx, serial, 2*zoneWait); err != nil {
 		return l, err
 	}
+	if err := l.startResolver(ctx, step); err != nil {
+		return l, err
+	}
 	if err := l.upKeys(ctx, step); err != nil {
 		return l, err
 	}

@@ -44,6 +44,10 @@ type State struct {
 	Postgres  []PG     `json:"postgres"`
 	Procs     []Proc   `json:"procs"`
 	Secondary string   `json:"secondary"`
+	// Resolver is the validating resolver (Unbound) that trusts the lab's
+	// KSK and reaches the secondary: "secure" answers prove DNSSEC works
+	// from outside.
+	Resolver string `json:"resolver,omitempty"`
 	// Listen is every address a lab part listens on; `lab down` checks
 	// each is free again before it reports success.
 	Listen []string `json:"listen"`
