@@ -37,6 +37,7 @@ func newZoneCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newZoneFreezeCmds(g)...)
 	cmd.AddCommand(newZoneHistoryCmds(g)...)
 	cmd.AddCommand(newZoneRollbackCmd(g))
+	cmd.AddCommand(newZoneApproveCmd(g))
 	return cmd
 }
 

@@ -64,7 +64,9 @@ type Agent struct {
 	thaw chan struct{}
 	// rollbackNow wakes the zone loop when a rollback request is pending.
 	rollbackNow chan struct{}
-	gates       []gates.Gate
+	// recheck wakes the zone loop to re-judge blocked candidates.
+	recheck chan struct{}
+	gates   []gates.Gate
 
 	mu     sync.Mutex
 	st     status.Agent
@@ -72,6 +74,8 @@ type Agent struct {
 	frozen []string
 	// secondaries holds the last verification per "secondary zone".
 	secondaries map[string]status.SecondaryCheck
+	// candidates are blocked versions kept for a recheck, by origin.
+	candidates map[string]*candidate
 }
 
 // New validates the site and prepares an agent; nothing is started.
@@ -92,6 +96,7 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		pullNow:     make(chan struct{}, 1),
 		thaw:        make(chan struct{}, 1),
 		rollbackNow: make(chan struct{}, 1),
+		recheck:     make(chan struct{}, 1),
 		zones:       map[string]status.ZoneState{},
 		secondaries: map[string]status.SecondaryCheck{},
 		reg:         prometheus.NewRegistry(),
@@ -252,6 +257,9 @@ func (a *Agent) tick(ctx context.Context) {
 	meta := a.metaLocked()
 	a.mu.Unlock()
 
+	if etcdView.Reachable && a.anyCandidateApproved(ctx) {
+		a.requestRecheck()
+	}
 	if etcdView.Reachable && role == "active" && a.rollbackPending(ctx) {
 		select {
 		case a.rollbackNow <- struct{}{}:

@@ -362,6 +362,9 @@ func (l *Lab) plan(o Options) (*config.Config, error) {
 	st.Secondary = sec
 	cfg.Secondary = []config.Secondary{{Name: "knot", Addr: sec, Notify: true}}
 
+	if err := planOperators(cfg, o.Dir); err != nil {
+		return nil, err
+	}
 	if err := l.planKeys(cfg, o); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -331,6 +333,63 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	t.Run("a blocked version goes out only after two operators approve it", func(t *testing.T) {
+		tokyo, _ := l.Cfg.Site("tokyo")
+		blocked := uint32(0)
+		for _, z := range agentStatus(t, tokyo.AgentAddr).Zones {
+			if z.Blocked != nil {
+				blocked = z.Blocked.Serial
+			}
+		}
+		if blocked == 0 {
+			t.Fatal("no blocked version left by the previous subtest")
+		}
+		approve := func(op string, extra ...string) labtest.Result {
+			args := append([]string{"zone", "approve", l.State.TLD, "--serial", fmt.Sprint(blocked),
+				"--operator", op, "--config", l.State.Config}, extra...)
+			return labtest.Run(t, nil, args...)
+		}
+		// No signature: refused as a usage error.
+		if r := approve("alice"); r.Code != 2 {
+			t.Fatalf("unsigned approval: exit %d, want 2\n%s", r.Code, r.Stderr)
+		}
+		// bob's key claiming to be alice: refused and audited.
+		if r := approve("alice", "--key", l.OperatorKey("bob")); r.Code != 1 || !strings.Contains(r.Stderr, "alice") {
+			t.Fatalf("approval with another operator's key: exit %d\n%s", r.Code, r.Stderr)
+		}
+		if r := approve("alice", "--key", l.OperatorKey("alice")); r.Code != 0 || !strings.Contains(r.Stdout, "1 of 2") {
+			t.Fatalf("alice approves: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		if r := approve("alice", "--key", l.OperatorKey("alice")); r.Code != 1 || !strings.Contains(r.Stderr, "already approved") {
+			t.Fatalf("alice approves twice: exit %d\n%s", r.Code, r.Stderr)
+		}
+		time.Sleep(2 * time.Second) // two agent ticks: one approval must not be enough
+		if got, _ := l.SecondarySerial(ctx); got == blocked {
+			t.Fatalf("the secondary serves %d after one approval", got)
+		}
+		if r := approve("bob", "--key", l.OperatorKey("bob")); r.Code != 0 || !strings.Contains(r.Stdout, "2 of 2") {
+			t.Fatalf("bob approves: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		took := eventually(t, 15*time.Second, "the approved version at the secondary and at osaka", func() error {
+			got, err := l.SecondarySerial(ctx)
+			if err == nil && zone.SerialLess(got, blocked) {
+				return fmt.Errorf("secondary serves %d", got)
+			}
+			osaka, _ := l.Cfg.Site("osaka")
+			if s := agentServing(t, osaka.AgentAddr, l.State.TLD); zone.SerialLess(s, blocked) {
+				return fmt.Errorf("osaka serves %d", s)
+			}
+			return err
+		})
+		t.Logf("override published %s after the second approval", took)
+		r := labtest.Run(t, nil, "audit", "list", "--config", l.State.Config, "-o", "json")
+		for _, want := range []string{`"zone.override"`, `"approve"`, "refused"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("audit log lacks %s", want)
+			}
+		}
+	})
+
 	t.Run("freeze holds publication, thaw releases it", func(t *testing.T) {
 		tokyo, _ := l.Cfg.Site("tokyo")
 		r := labtest.Run(t, []string{"REGDR_OPERATOR=alice"}, "zone", "freeze", l.State.TLD, "--reason", "generator maintenance", "--config", l.State.Config)
@@ -590,6 +649,55 @@ func TestLab(t *testing.T) {
 			t.Fatalf("verify of an edited chain: exit %d, want 1 naming seq %d\n%s%s", r.Code, last.Seq-2, r.Stdout, r.Stderr)
 		}
 		t.Logf("edited chain: %s", strings.TrimSpace(r.Stderr))
+	})
+
+	t.Run("tokyo loses its zone store: cold-start freeze and the last published version back from osaka", func(t *testing.T) {
+		// RIPE 2012: the zone files were lost and no backup was found.
+		tokyo, _ := l.Cfg.Site("tokyo")
+		published := agentServing(t, tokyo.AgentAddr, l.State.TLD)
+		p, ok := l.State.Proc("agent-tokyo")
+		if !ok {
+			t.Fatal("no agent-tokyo process")
+		}
+		if err := lab.Kill(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(tokyo.ZoneDir, "store")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(agent.ZoneFile(tokyo.ZoneDir, l.State.TLD)); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.StartAgent(ctx, "tokyo"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "tokyo to serve the last published version again, frozen", func() error {
+			st := agentStatus(t, tokyo.AgentAddr)
+			if !slices.Contains(st.Frozen, l.State.TLD) {
+				return fmt.Errorf("not frozen: %v", st.Frozen)
+			}
+			for _, z := range st.Zones {
+				if z.Origin == l.State.TLD && z.Serial == published {
+					return nil
+				}
+			}
+			return fmt.Errorf("zones %+v, want serial %d", st.Zones, published)
+		})
+		r := labtest.Run(t, nil, "audit", "list", "--config", l.State.Config)
+		if !strings.Contains(r.Stdout, "cold-start") {
+			t.Errorf("audit log does not record the cold-start freeze:\n%s", r.Stdout)
+		}
+		if r := labtest.Run(t, nil, "zone", "thaw", l.State.TLD, "--config", l.State.Config); r.Code != 0 {
+			t.Fatalf("thaw: %d %s", r.Code, r.Stderr)
+		}
+		register(t, l, "after-cold-start", []string{"ns1.example.net."})
+		eventually(t, 15*time.Second, "a new version at the secondary after the thaw", func() error {
+			got, err := l.SecondarySerial(ctx)
+			if err == nil && !zone.SerialLess(published, got) {
+				err = fmt.Errorf("serves %d", got)
+			}
+			return err
+		})
 	})
 
 	t.Run("agents gossip; a killed agent shows down within 10s", func(t *testing.T) {
