@@ -1,4 +1,4 @@
-package agent
+package zoneverify
 
 import (
 	"strings"
@@ -29,7 +29,7 @@ func TestDelegationsAndCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := delegations(z)
+	d := Delegations(z)
 	if len(d) != 2 || strings.Join(d["kumo.test."], " ") != "ns1.example.net. ns2.example.net." {
 		t.Fatalf("delegations %v", d)
 	}
@@ -42,9 +42,9 @@ func TestDelegationsAndCompare(t *testing.T) {
 		{[]string{"ns1.example.net."}, "NS ns1.example.net. at the secondary, published ns1.example.net. ns2.example.net."},
 	}
 	for _, tc := range tests {
-		got := compareNS("kumo.test.", d["kumo.test."], tc.got)
+		got := CompareNS("kumo.test.", d["kumo.test."], tc.got)
 		if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
-			t.Errorf("compareNS(%v) = %q, want %q", tc.got, got, tc.want)
+			t.Errorf("CompareNS(%v) = %q, want %q", tc.got, got, tc.want)
 		}
 	}
 }
