@@ -76,6 +76,7 @@ names what is missing, and 'lab up --install' installs it when run as root.`,
 			fmt.Fprintf(out, "lab up in %s (%s)\n", time.Since(start).Round(100*time.Millisecond), l.State.Dir)
 			fmt.Fprintf(out, "  config:     %s\n", l.State.Config)
 			fmt.Fprintf(out, "  zone:       %s (%d domains), secondary %s\n", l.State.TLD, l.State.Domains, l.State.Secondary)
+			fmt.Fprintf(out, "  resolver:   %s (Unbound, validating with the lab KSK)\n", l.State.Resolver)
 			fmt.Fprintf(out, "  registry:   psql '%s'\n", l.PrimaryConnString())
 			fmt.Fprintf(out, "next:\n  export REGDR_CONFIG=%s\n  regdr status\n  regdr lab load --dir %s --rate 20 --journal %s\n  regdr lab down --dir %s\n",
 				l.State.Config, l.State.Dir, filepath.Join(l.State.Dir, "load.jsonl"), l.State.Dir)
@@ -256,6 +257,28 @@ that file with the new primary's journal gives the writes lost (RPO).`,
 	}
 	gen.Flags().BoolVar(&nsec3, "nsec3", false, "sign with NSEC3")
 
-	cmd.AddCommand(up, down, status, loadCmd, etcdCmd, gen)
+	var site string
+	follow := &cobra.Command{
+		Use:    "follow [--site SITE]",
+		Short:  "Move the lab's zone generator to the new active site (the lab's after_promote hook)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if site == "" {
+				site = os.Getenv("REGDR_TO")
+			}
+			if site == "" {
+				return usageErr(errors.New("--site or $REGDR_TO is required"))
+			}
+			l, err := lab.Open(dir)
+			if err != nil {
+				return err
+			}
+			return l.Follow(cmd.Context(), site)
+		},
+	}
+	follow.Flags().StringVar(&site, "site", "", "the new active site (default $REGDR_TO)")
+
+	cmd.AddCommand(up, down, status, loadCmd, etcdCmd, gen, follow)
 	return cmd
 }

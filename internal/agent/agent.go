@@ -76,6 +76,12 @@ type Agent struct {
 	secondaries map[string]status.SecondaryCheck
 	// candidates are blocked versions kept for a recheck, by origin.
 	candidates map[string]*candidate
+	// fence is this site's self-fencing state.
+	fence status.FenceState
+	// takenOver is the epoch at which each zone was last published by
+	// this site after becoming active.
+	takenOver   map[string]uint64
+	takeoverNow chan struct{}
 }
 
 // New validates the site and prepares an agent; nothing is started.
@@ -97,6 +103,8 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		thaw:        make(chan struct{}, 1),
 		rollbackNow: make(chan struct{}, 1),
 		recheck:     make(chan struct{}, 1),
+		takeoverNow: make(chan struct{}, 1),
+		takenOver:   map[string]uint64{},
 		zones:       map[string]status.ZoneState{},
 		secondaries: map[string]status.SecondaryCheck{},
 		reg:         prometheus.NewRegistry(),
@@ -209,6 +217,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.startDrills(ctx, &wg)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	// A change of the active-site record (a failover's epoch step) is
+	// acted on at once, not at the next tick.
+	activeChanged := a.etcd.Watch(ctx, a.keys.Active())
 	rejoin := time.NewTicker(5 * time.Second)
 	defer rejoin.Stop()
 	for {
@@ -219,6 +230,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Info("agent stopping")
 			return nil
 		case <-t.C:
+			a.tick(ctx)
+		case <-activeChanged:
 			a.tick(ctx)
 		case <-rejoin.C:
 			a.gossip.Rejoin()
@@ -257,6 +270,12 @@ func (a *Agent) tick(ctx context.Context) {
 	meta := a.metaLocked()
 	a.mu.Unlock()
 
+	if !a.site.Witness {
+		a.fenceCheck(ctx, etcdView.Reachable, role, active, epoch, pg)
+		if etcdView.Reachable {
+			a.takeoverCheck(ctx, role, epoch)
+		}
+	}
 	if etcdView.Reachable && a.anyCandidateApproved(ctx) {
 		a.requestRecheck()
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/regdr/regdr/internal/audit"
 	"github.com/regdr/regdr/internal/store"
-	"github.com/regdr/regdr/internal/zonesign"
 	"github.com/regdr/regdr/replicator/zone"
 )
 
@@ -81,30 +80,7 @@ func (a *Agent) rollback(ctx context.Context, origin string, to uint32) (uint32,
 	if cur != nil && !zone.SerialLess(cur.Serial, serial) {
 		serial = cur.Serial + 1
 	}
-	rrs := make([]dns.RR, 0, len(old.Records))
-	signed := false
-	for _, rr := range old.Records {
-		if rr.Header().Rrtype == dns.TypeDNSKEY {
-			signed = true
-		}
-		rrs = append(rrs, dns.Copy(rr))
-	}
-	if signed {
-		keys, err := zonesign.LoadKeys(a.site.KeyDir, origin)
-		if err != nil {
-			return 0, fmt.Errorf("re-sign the SOA of %s at %s: %w", origin, a.site.Name, err)
-		}
-		if rrs, err = zonesign.ResignSOA(rrs, origin, keys, serial, time.Now()); err != nil {
-			return 0, err
-		}
-	} else {
-		for _, rr := range rrs {
-			if soa, ok := rr.(*dns.SOA); ok {
-				soa.Serial = serial
-			}
-		}
-	}
-	z, err := zone.FromRecords(origin, rrs)
+	z, err := a.resign(old, serial)
 	if err != nil {
 		return 0, err
 	}

@@ -129,6 +129,8 @@ func (a *Agent) zoneLoop(ctx context.Context) {
 			a.rollbacks(ctx)
 		case <-a.recheck:
 			a.recheckCandidates(ctx)
+		case <-a.takeoverNow:
+			a.takeovers(ctx)
 		}
 	}
 }
@@ -206,6 +208,10 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 	cur := a.dns.Zone(z.Origin)
 	if cur != nil && cur.Serial == z.Serial && cur.Digest == z.Digest {
 		return nil
+	}
+	if a.role() == "active" && a.fenced() {
+		a.log.Warn("site fenced: version not published", "zone", z.Origin, "serial", z.Serial, "source", source)
+		return fmt.Errorf("%w: site %s is fenced", errNotServed, a.site.Name)
 	}
 	if a.role() == "active" && a.isFrozen(z.Origin) && !o.bypassFreeze {
 		a.mu.Lock()
@@ -452,4 +458,3 @@ func (a *Agent) pullIfStandby(ctx context.Context) {
 		a.accept(ctx, z, "axfr:"+active)
 	}
 }
-

@@ -28,6 +28,7 @@ import (
 	"github.com/regdr/regdr/internal/pglab"
 	"github.com/regdr/regdr/internal/registry"
 	"github.com/regdr/regdr/internal/store"
+	"github.com/regdr/regdr/internal/unboundlab"
 	"github.com/regdr/regdr/internal/zonegen"
 	"github.com/regdr/regdr/internal/zonesign"
 	"github.com/regdr/regdr/replicator/zonepull"
@@ -115,6 +116,9 @@ func Prerequisites() error {
 	}
 	if _, err := knotlab.Find(); err != nil {
 		missing = append(missing, "knot", "knot-dnsutils")
+	}
+	if _, err := unboundlab.Find(); err != nil {
+		missing = append(missing, "unbound")
 	}
 	if len(missing) == 0 {
 		return nil
@@ -265,6 +269,18 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.startResolver(ctx, step); err != nil {
 		return l, err
 	}
+	// The failover's outside verification asks the lab's validating
+	// resolver; its address is known only now.
+	if l.Cfg.Failover != nil && st.Resolver != "" {
+		l.Cfg.Failover.Resolver = st.Resolver
+		b, err := l.Cfg.Marshal()
+		if err != nil {
+			return l, err
+		}
+		if err := os.WriteFile(st.Config, b, 0o644); err != nil {
+			return l, err
+		}
+	}
 	if err := l.upKeys(ctx, step); err != nil {
 		return l, err
 	}
@@ -362,6 +378,11 @@ func (l *Lab) plan(o Options) (*config.Config, error) {
 	st.Secondary = sec
 	cfg.Secondary = []config.Secondary{{Name: "knot", Addr: sec, Notify: true}}
 
+	// After a promotion the lab's registry generator moves to the new
+	// active site, as an operator's hook would move EPP endpoints.
+	cfg.Failover = &config.Failover{Hooks: config.Hooks{
+		AfterPromote: [][]string{{l.bin(), "lab", "follow", "--dir", o.Dir}},
+	}}
 	if err := planOperators(cfg, o.Dir); err != nil {
 		return nil, err
 	}
@@ -652,4 +673,25 @@ func Open(dir string) (*Lab, error) {
 		return nil, err
 	}
 	return &Lab{State: st, Cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil
+}
+
+// Follow moves the lab registry's zone generator to site after a failover:
+// it writes into that site's zone_dir and signs with that site's keys, as a
+// registry's own generator at the new site would. The lab config runs it as
+// the after_promote hook.
+func (l *Lab) Follow(ctx context.Context, site string) error {
+	s, ok := l.Cfg.Site(site)
+	if !ok || s.Witness {
+		return fmt.Errorf("follow: %q is not a data site of the lab", site)
+	}
+	l.State.Active = site
+	if err := l.State.Save(); err != nil {
+		return err
+	}
+	if p, ok := l.State.Proc("zonegen"); ok {
+		if err := Kill(p); err != nil {
+			return fmt.Errorf("follow: stop the generator: %w", err)
+		}
+	}
+	return l.Restart(ctx, "zonegen")
 }

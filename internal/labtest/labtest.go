@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +93,9 @@ func Up(t testing.TB, o lab.Options) *lab.Lab {
 		t.Fatalf("lab up: %v\n%s", err, progress.String())
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			logTails(t, o.Dir)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := l.Down(ctx); err != nil {
@@ -132,4 +136,21 @@ func Run(t testing.TB, env []string, args ...string) Result {
 		t.Fatalf("run regdr %v: %v", args, err)
 	}
 	return r
+}
+
+// logTails shows the end of every lab log, so a failed test says what the
+// lab's processes were doing.
+func logTails(t testing.TB, dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		t.Logf("--- %s (last %d lines)\n%s", filepath.Base(f), len(lines), strings.Join(lines, "\n"))
+	}
 }

@@ -206,3 +206,8 @@ func fetchAgent(ctx context.Context, addr string, timeout time.Duration) (*statu
 	}
 	return &a, nil
 }
+
+// FetchAgent reads one agent's /v1/status.
+func FetchAgent(ctx context.Context, addr string, timeout time.Duration) (*status.Agent, error) {
+	return fetchAgent(ctx, addr, timeout)
+}

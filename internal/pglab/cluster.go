@@ -17,10 +17,14 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// siteConf is included at the end of postgresql.conf and holds what differs
+// SiteConf is included at the end of postgresql.conf and holds what differs
 // between the sites. pg_basebackup (and later pg_rewind) copy the whole data
-// directory, so a new standby rewrites exactly this file and nothing else.
-const siteConf = "regdr-site.conf"
+// directory, so a new standby rewrites exactly this file and nothing else,
+// and a rewound or reseeded cluster must keep its own copy (pgctl's
+// Local.Preserve).
+const SiteConf = "regdr-site.conf"
+
+const siteConf = SiteConf
 
 // commonConf is appended to postgresql.conf on the primary and reaches every
 // standby through pg_basebackup.
@@ -35,6 +39,11 @@ hot_standby = on
 wal_receiver_status_interval = 1s
 # pg_rewind needs hint-bit changes in WAL to rejoin an old primary.
 wal_log_hints = on
+# ... and the old primary's WAL back to its last checkpoint before the
+# fork. Crash recovery and the shutdown that follow a disaster checkpoint
+# and recycle older segments; keeping some WAL lets the lab rewind instead
+# of reseeding.
+wal_keep_size = 256MB
 # The lab measures data loss; it must not invent any by skipping fsync.
 fsync = on
 shared_buffers = 32MB

@@ -2,6 +2,7 @@ package gates
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -246,4 +247,82 @@ func noChain(rrs []dns.RR) []dns.RR {
 		s, ok := rr.(*dns.RRSIG)
 		return rr.Header().Rrtype == dns.TypeNSEC || ok && s.TypeCovered == dns.TypeNSEC
 	})
+}
+
+// The incremental check (Input.PreviousVerified) gives the verdict of the
+// full one on every kind of change, while verifying only what changed.
+func TestDNSSECIncremental(t *testing.T) {
+	ksk, zsk := testKeys(t, dns.ECDSAP256SHA256)
+	ksk2, zsk2 := testKeys(t, dns.ED25519)
+	keys := []*zonesign.Key{ksk, zsk}
+	nsec := signSmall(t, keys, zonesign.Options{})
+	prev := mustZone(t, nsec)
+	sigs := prev.Counts["RRSIG"]
+	isSig := func(owner string, covered uint16) func(dns.RR) bool {
+		return func(rr dns.RR) bool {
+			s, ok := rr.(*dns.RRSIG)
+			return ok && s.Hdr.Name == owner && s.TypeCovered == covered
+		}
+	}
+	// newMX changes nic.test.'s MX and signs it anew: one new signature.
+	newMX := resign(t, edit(t, nsec, isType("nic.test.", dns.TypeMX), func(rr dns.RR) { rr.(*dns.MX).Preference = 20 }),
+		"nic.test.", dns.TypeMX, zsk)
+
+	tests := []struct {
+		name   string
+		rrs    []dns.RR
+		now    time.Time
+		status string
+		kinds  []string
+		fresh  int // signatures verified now; -1: no reuse at all
+	}{
+		{name: "same records", rrs: nsec, status: StatusPass, fresh: 0},
+		{name: "one RRset changed and re-signed", rrs: newMX, status: StatusPass, fresh: 1},
+		{name: "a changed RRset under its old signature", rrs: edit(t, nsec, isType("nic.test.", dns.TypeMX),
+			func(rr dns.RR) { rr.(*dns.MX).Preference = 20 }),
+			status: StatusFail, kinds: []string{"bad-signature"}, fresh: 1},
+		{name: "a signature's bytes tampered", rrs: edit(t, nsec, isSig("nic.test.", dns.TypeA),
+			func(rr dns.RR) {
+				s := rr.(*dns.RRSIG)
+				s.Signature = strings.ToUpper(s.Signature[:8]) + strings.ToLower(s.Signature[8:])
+			}),
+			status: StatusFail, kinds: []string{"bad-signature"}, fresh: 1},
+		{name: "NSEC changed under its old signature", rrs: edit(t, nsec, isType("kumo.test.", dns.TypeNSEC),
+			func(rr dns.RR) { rr.(*dns.NSEC).NextDomain = "mizu.test." }),
+			status: StatusFail, kinds: []string{"bad-signature", "nsec-next"}, fresh: 1},
+		{name: "unchanged signatures expiring", rrs: nsec, now: sigExpiration.Add(-71 * time.Hour),
+			status: StatusFail, kinds: []string{"expiring"}, fresh: 0},
+		{name: "an RRset lost its signature", rrs: dropSigs(nsec, "nic.test.", dns.TypeMX, 0),
+			status: StatusFail, kinds: []string{"unsigned"}, fresh: 0},
+		{name: "new DNSKEY set: everything verified again", rrs: signSmall(t, []*zonesign.Key{ksk, zsk, ksk2, zsk2}, zonesign.Options{}),
+			status: StatusPass, fresh: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := tt.now
+			if now.IsZero() {
+				now = fixedNow
+			}
+			full := runOne(t, dnssecGate{DefaultConfig()}, &Input{Zone: mustZone(t, tt.rrs), Previous: prev, Now: now})
+			inc := runOne(t, dnssecGate{DefaultConfig()}, &Input{Zone: mustZone(t, tt.rrs), Previous: prev, PreviousVerified: true, Now: now})
+			checkResult(t, full, tt.status, tt.kinds, nil)
+			checkResult(t, inc, tt.status, tt.kinds, nil)
+			if full.Total != inc.Total || !slices.Equal(kinds(full), kinds(inc)) {
+				t.Errorf("incremental: %d findings %v, full: %d %v", inc.Total, kinds(inc), full.Total, kinds(full))
+			}
+			if tt.status != StatusPass {
+				return
+			}
+			if tt.fresh < 0 {
+				if strings.Contains(inc.Reason, "unchanged") {
+					t.Errorf("reason %q: nothing may be reused under another DNSKEY set", inc.Reason)
+				}
+				return
+			}
+			want := fmt.Sprintf("(%d unchanged since verified serial %d, %d verified now)", sigs-tt.fresh, prev.Serial, tt.fresh)
+			if !strings.Contains(inc.Reason, want) {
+				t.Errorf("reason %q, want it to say %q", inc.Reason, want)
+			}
+		})
+	}
 }

@@ -144,6 +144,18 @@ type Input struct {
 	// Previous is the last accepted version (stored, maybe not yet
 	// published); nil for the first version of a zone.
 	Previous *zone.Zone
+	// PreviousVerified says Previous passed the dnssec gate (its stored
+	// report says so; a version published by a two-person override
+	// after a dnssec failure has not). The dnssec gate then checks
+	// incrementally: a signature identical to one of Previous, over
+	// identical records, under an identical DNSKEY RRset, verified then
+	// and verifies now (the cryptography does not depend on the time),
+	// so only new and changed signatures are verified again. Everything
+	// else (validity windows of every signature, coverage, algorithms,
+	// the whole NSEC/NSEC3 chain) is checked in full, so the verdict is
+	// the same as without it. Never set it for a Previous that was not
+	// checked: that would accept its bad signatures unverified.
+	PreviousVerified bool
 	// Published is the version secondaries serve now; nil if none.
 	Published *zone.Zone
 	// Now is the instant signatures are validated at: the wall clock for
@@ -228,6 +240,18 @@ func (r Report) Failed() []string {
 		}
 	}
 	return out
+}
+
+// Passed reports whether the named gate ran and passed (a skip is not a
+// pass). A caller deciding Input.PreviousVerified from a stored version's
+// report asks Passed(GateDNSSEC): a version published by an override
+// after a dnssec failure keeps its failing result and is not verified.
+func (r *Report) Passed(gate string) bool {
+	if r == nil {
+		return false
+	}
+	res, ok := r.Result(gate)
+	return ok && res.Status == StatusPass
 }
 
 // Result returns the result of the named gate.

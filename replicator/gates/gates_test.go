@@ -203,3 +203,27 @@ func TestRunFailsClosedOnPanic(t *testing.T) {
 		t.Errorf("report = %+v", rep)
 	}
 }
+
+func TestReportPassed(t *testing.T) {
+	rep := &Report{Results: []Result{
+		{Gate: GateApex, Status: StatusPass},
+		{Gate: GateDNSSEC, Status: StatusFail},
+		{Gate: GateZONEMD, Status: StatusSkip},
+	}}
+	for _, tt := range []struct {
+		gate string
+		want bool
+	}{{GateApex, true}, {GateDNSSEC, false}, {GateZONEMD, false}, {GateSerial, false}} {
+		if got := rep.Passed(tt.gate); got != tt.want {
+			t.Errorf("Passed(%s) = %v, want %v", tt.gate, got, tt.want)
+		}
+	}
+	// An overridden version keeps its failing dnssec result.
+	rep.Pass = true
+	if rep.Passed(GateDNSSEC) {
+		t.Error("Passed(dnssec) true for a report whose dnssec gate failed")
+	}
+	if (*Report)(nil).Passed(GateApex) {
+		t.Error("a nil report passed something")
+	}
+}

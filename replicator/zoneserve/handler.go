@@ -1,6 +1,8 @@
 package zoneserve
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -89,6 +91,8 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 		s.reply(w, req, dns.RcodeRefused, nil, true)
 		return
 	}
+	var envs []*dns.Envelope
+	records, how := z.Len()+1, "full"
 	if q.Qtype == dns.TypeIXFR {
 		var have *dns.SOA
 		if len(req.Ns) == 1 {
@@ -104,10 +108,16 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 			s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, true)
 			return
 		}
+		if seq := s.ixfr(z, have.Serial, from); seq != nil {
+			envs = packEnvelopes(seq)
+			records, how = len(seq), fmt.Sprintf("incremental from %d", have.Serial)
+		}
+	}
+	if envs == nil {
+		envs = envelopes(z)
 	}
 
 	start := time.Now()
-	envs := envelopes(z)
 	ch := make(chan *dns.Envelope, len(envs))
 	for _, e := range envs {
 		ch <- e
@@ -120,12 +130,46 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 		w.Close()
 		return
 	}
-	s.log.Info("transfer out", "from", from.String(), "type", kind, "zone", z.Origin, "serial", z.Serial,
-		"key", req.IsTsig().Hdr.Name, "records", z.Len(), "messages", len(envs), "duration", time.Since(start))
+	s.log.Info("transfer out", "from", from.String(), "type", kind, "answer", how, "zone", z.Origin, "serial", z.Serial,
+		"key", req.IsTsig().Hdr.Name, "records", records, "messages", len(envs), "duration", time.Since(start))
+}
+
+// ixfr is the RFC 1995 §4 answer taking a client from serial have to z in
+// one condensed step: SOA(new), SOA(old), deleted..., SOA(new), added...,
+// SOA(new). nil means "send the whole zone".
+func (s *Server) ixfr(z *zone.Zone, have uint32, from netip.AddrPort) []dns.RR {
+	if s.opts.History == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), diffTimeout)
+	defer cancel()
+	oldSOA, deleted, added, ok, err := s.opts.History.Diff(ctx, z.Origin, have, z)
+	if err != nil {
+		s.log.Warn("IXFR: no difference, sending the whole zone", "from", from.String(), "zone", z.Origin,
+			"client_serial", have, "serial", z.Serial, "err", err)
+		return nil
+	}
+	if !ok || oldSOA == nil || oldSOA.Serial != have || len(deleted)+len(added)+4 > z.Len()+1 {
+		return nil
+	}
+	soa := z.Records[0]
+	seq := make([]dns.RR, 0, len(deleted)+len(added)+4)
+	seq = append(seq, soa, oldSOA)
+	seq = append(seq, deleted...)
+	seq = append(seq, soa)
+	seq = append(seq, added...)
+	return append(seq, soa)
 }
 
 // envelopes splits SOA, records..., SOA into messages (RFC 5936 §2.2).
 func envelopes(z *zone.Zone) []*dns.Envelope {
+	rrs := make([]dns.RR, 0, len(z.Records)+1)
+	rrs = append(rrs, z.Records...)
+	return packEnvelopes(append(rrs, z.Records[0]))
+}
+
+// packEnvelopes splits a transfer's records into messages.
+func packEnvelopes(rrs []dns.RR) []*dns.Envelope {
 	var out []*dns.Envelope
 	cur := &dns.Envelope{}
 	size := 0
@@ -138,10 +182,9 @@ func envelopes(z *zone.Zone) []*dns.Envelope {
 		cur.RR = append(cur.RR, rr)
 		size += n
 	}
-	for _, rr := range z.Records {
+	for _, rr := range rrs {
 		add(rr)
 	}
-	add(z.Records[0])
 	return append(out, cur)
 }
 

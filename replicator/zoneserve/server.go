@@ -9,9 +9,12 @@
 // answered ordinary queries would be one misconfigured resolver away from
 // being a public server nobody monitors.
 //
-// IXFR is answered with a full AXFR-format response (RFC 1995 §4 allows
-// it). Real incremental transfers need the stored differences between
-// versions; that is future work for the versioned store.
+// IXFR (RFC 1995) is answered from the versioned store's differences when
+// Options.History knows the client's serial: one condensed step from the
+// client's version to the served one. When it does not (serial pruned or
+// never stored here, difference not smaller than the zone, no History),
+// the answer is the whole zone in AXFR format, which RFC 1995 §4 allows
+// and every secondary understands.
 package zoneserve
 
 import (
@@ -53,6 +56,21 @@ type Options struct {
 	// makes it optional); treat that as "ask the primary". The origin
 	// may be a zone this site does not pull; the callback decides.
 	OnNotify func(origin string, serial uint32, from netip.AddrPort)
+	// History gives IXFR its differences; nil answers every IXFR with
+	// the whole zone. zonestore.Store implements it.
+	History History
+}
+
+// History is where incremental transfers come from: the versions a site
+// has stored.
+type History interface {
+	// Diff returns the difference from origin's version with serial
+	// from to the version to (the one being served): from's SOA, the
+	// records to delete and the records to add, SOAs excluded. ok is
+	// false with a nil error when from is unknown or the difference is
+	// not worth sending; the server then sends the whole zone, as it
+	// also does on an error (which it logs).
+	Diff(ctx context.Context, origin string, from uint32, to *zone.Zone) (fromSOA *dns.SOA, deleted, added []dns.RR, ok bool, err error)
 }
 
 // Timeouts of the two listeners. A transfer writes one message at a time,
@@ -63,6 +81,9 @@ const (
 	// closeTimeout bounds Close: in-flight transfers get this long to
 	// finish before their connections are dropped.
 	closeTimeout = 5 * time.Second
+	// diffTimeout bounds History.Diff: past it the client gets the
+	// whole zone instead of waiting on a slow store.
+	diffTimeout = 10 * time.Second
 )
 
 // Server is one hidden primary, on one address, for any number of zones.

@@ -32,6 +32,10 @@
 // either absent or complete, never half-written (the .hk 2004 failure, on
 // our own disk). Readers take no lock: they only ever see whole files.
 //
-// Diff compares two versions record by record; IXFR and `regdr zone diff`
-// use it.
+// Diff compares two versions record by record (`regdr zone diff`).
+// Store.Delta gives the IXFR difference between a stored version and the
+// one being served from the objects' text alone: both are sorted lines, so
+// one merge finds the changed ones and only those are parsed; the last few
+// deltas are kept in memory for the secondaries that ask right after a
+// NOTIFY. Store.Diff is the same for zoneserve.History.
 package zonestore

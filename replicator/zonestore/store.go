@@ -40,7 +40,8 @@ var (
 // called concurrently, also from several processes on one directory:
 // writers serialise on a file lock, readers only ever see whole files.
 type Store struct {
-	dir string
+	dir    string
+	deltas *deltaCache // recent IXFR differences (Delta)
 }
 
 // Open opens the store in dir, creating dir and its layout if missing.
@@ -57,7 +58,7 @@ func Open(dir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("open zone store: %s is not a directory", dir)
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, deltas: &deltaCache{}}, nil
 }
 
 // Dir is the store's directory.

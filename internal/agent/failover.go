@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/miekg/dns"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/regdr/regdr/internal/audit"
+	"github.com/regdr/regdr/internal/status"
+	"github.com/regdr/regdr/internal/store"
+	"github.com/regdr/regdr/internal/zonesign"
+	"github.com/regdr/regdr/replicator/pgstate"
+	"github.com/regdr/regdr/replicator/zone"
+)
+
+// fenceCheck fences this site's database when the agent cannot confirm
+// its site is active under the current epoch: etcd unreachable for longer
+// than the lease, or etcd naming another site while this database is a
+// primary (a site declared dead that comes back never resumes as primary
+// on its own). It lifts only a fence it set itself, once etcd confirms the
+// site active again under no running operation.
+func (a *Agent) fenceCheck(ctx context.Context, reachable bool, role, active string, epoch uint64, pg *status.Postgres) {
+	if a.pool == nil {
+		return
+	}
+	now := time.Now()
+	lease := a.cfg.Agent.LeaseTTL.Duration
+	if lease <= 0 {
+		lease = 10 * time.Second
+	}
+	a.mu.Lock()
+	fs := a.fence
+	a.mu.Unlock()
+	if reachable && role == "active" {
+		fs.LastConfirmed = now
+		if fs.Fenced && !a.operationRunning(ctx, "") {
+			uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := pgstate.Unfence(uctx, a.pool)
+			cancel()
+			if err != nil {
+				fs.Error = err.Error()
+			} else {
+				a.log.Warn("etcd confirms this site active again: database unfenced", "epoch", epoch, "was", fs.Reason)
+				fs = status.FenceState{LastConfirmed: now}
+			}
+		}
+		a.setFence(fs)
+		return
+	}
+	primary := pg != nil && pg.Reachable && pg.Role == "primary"
+	if !primary || fs.Fenced {
+		a.setFence(fs)
+		return
+	}
+	reason := ""
+	switch {
+	case reachable && role == "standby":
+		if a.operationRunning(ctx, a.site.Name) {
+			// Promoted by an operation whose epoch change is a moment away.
+			return
+		}
+		reason = fmt.Sprintf("etcd names %s active at epoch %d while this database is a primary", active, epoch)
+	case !reachable && !fs.LastConfirmed.IsZero() && now.Sub(fs.LastConfirmed) > lease:
+		reason = fmt.Sprintf("cannot confirm this site active for %s (lease %s)", now.Sub(fs.LastConfirmed).Round(time.Second), lease)
+	case !reachable && fs.LastConfirmed.IsZero() && now.Sub(a.started) > lease:
+		reason = fmt.Sprintf("never confirmed this site active since the agent started %s ago (lease %s)", now.Sub(a.started).Round(time.Second), lease)
+	}
+	if reason == "" {
+		return
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := pgstate.Fence(fctx, a.pool)
+	cancel()
+	if err != nil {
+		fs.Error = err.Error()
+		a.log.Error("fencing the database failed", "reason", reason, "err", err)
+		a.setFence(fs)
+		return
+	}
+	fs.Fenced, fs.Reason, fs.Since, fs.Error = true, reason, now, ""
+	a.setFence(fs)
+	a.log.Error("database fenced: it refuses writes", "reason", reason)
+	if reachable {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, _ = audit.New(a.etcd, a.keys).Append(actx, audit.Entry{Who: "agent " + a.site.Name, Action: "fence",
+			Target: a.site.Name, Result: "ok", Detail: map[string]string{"reason": reason}})
+	}
+}
+
+func (a *Agent) setFence(fs status.FenceState) {
+	a.mu.Lock()
+	a.fence = fs
+	f := fs
+	a.st.Fence = &f
+	a.mu.Unlock()
+}
+
+func (a *Agent) fenced() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fence.Fenced
+}
+
+// operationRunning reports whether a failover operation is running (with
+// target to, when to is not empty). It reads only the two fields it needs
+// of the failover package's records, so the agent does not depend on it.
+func (a *Agent) operationRunning(ctx context.Context, to string) bool {
+	octx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err := a.etcd.Get(octx, a.keys.Operations(), clientv3.WithPrefix())
+	if err != nil {
+		return false
+	}
+	for _, kv := range resp.Kvs {
+		var op struct {
+			State string `json:"state"`
+			Plan  struct {
+				To string `json:"to"`
+			} `json:"plan"`
+		}
+		if json.Unmarshal(kv.Value, &op) == nil && op.State == "running" && (to == "" || op.Plan.To == to) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeoverCheck asks the zone loop to publish above the last published
+// serial when this site became active (the etcd index names another site
+// or an older epoch). Level-triggered: an agent restarted mid-failover
+// still does it.
+func (a *Agent) takeoverCheck(ctx context.Context, role string, epoch uint64) {
+	if role != "active" || a.store == nil || a.dns == nil || a.fenced() {
+		return
+	}
+	for _, zc := range a.cfg.Zones {
+		origin := dns.Fqdn(zc.Origin)
+		a.mu.Lock()
+		done := a.takenOver[origin] == epoch
+		a.mu.Unlock()
+		if done {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, time.Second)
+		v, found, err := store.LastPublished(lctx, a.etcd, a.keys, origin)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if found && v.Site == a.site.Name && v.Epoch >= epoch {
+			a.mu.Lock()
+			a.takenOver[origin] = epoch
+			a.mu.Unlock()
+			continue
+		}
+		if !found {
+			continue
+		}
+		select {
+		case a.takeoverNow <- struct{}{}:
+		default:
+		}
+		return
+	}
+}
+
+// takeovers runs in the zone loop: each zone whose last publication was
+// by another site (or epoch) is published again from this site's newest
+// gated version, with only the SOA re-signed under a serial above the
+// last published one, so the secondaries take it from the new site.
+func (a *Agent) takeovers(ctx context.Context) {
+	a.mu.Lock()
+	epoch := a.st.Epoch
+	a.mu.Unlock()
+	for _, zc := range a.cfg.Zones {
+		origin := dns.Fqdn(zc.Origin)
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, found, err := store.LastPublished(lctx, a.etcd, a.keys, origin)
+		cancel()
+		if err != nil || !found || (v.Site == a.site.Name && v.Epoch >= epoch) {
+			continue
+		}
+		cur := a.dns.Zone(origin)
+		if cur == nil {
+			a.log.Error("takeover: this site holds no version to publish", "zone", origin)
+			continue
+		}
+		serial := uint32(time.Now().Unix())
+		for _, s := range []uint32{v.Serial, cur.Serial} {
+			if !zone.SerialLess(s, serial) {
+				serial = s + 1
+			}
+		}
+		z, err := a.resign(cur, serial)
+		if err != nil {
+			a.setZoneError(origin, fmt.Errorf("takeover at epoch %d: %w", epoch, err))
+			a.log.Error("takeover publish failed", "zone", origin, "err", err)
+			continue
+		}
+		err = a.publish(ctx, z, "takeover:epoch "+strconv.FormatUint(epoch, 10), publishOpts{bypassFreeze: true, skipGates: map[string]bool{"budget": true}})
+		if err != nil {
+			a.log.Error("takeover publish refused", "zone", origin, "err", err)
+			continue
+		}
+		a.mu.Lock()
+		a.takenOver[origin] = epoch
+		a.mu.Unlock()
+		a.log.Info("took over publication", "zone", origin, "serial", serial, "epoch", epoch, "previous", v.Serial, "previous_site", v.Site)
+		// The registry's generator may have written here before this
+		// site learnt it is active; that file was ignored then.
+		a.loadFile(ctx, ZoneFile(a.site.ZoneDir, origin), false)
+	}
+}
+
+// resign returns base with only its SOA serial changed (and re-signed
+// with this site's keys when the zone is signed).
+func (a *Agent) resign(base *zone.Zone, serial uint32) (*zone.Zone, error) {
+	rrs := make([]dns.RR, 0, len(base.Records))
+	signed := false
+	for _, rr := range base.Records {
+		if rr.Header().Rrtype == dns.TypeDNSKEY {
+			signed = true
+		}
+		rrs = append(rrs, dns.Copy(rr))
+	}
+	if signed {
+		keys, err := zonesign.LoadKeys(a.site.KeyDir, base.Origin)
+		if err != nil {
+			return nil, fmt.Errorf("re-sign the SOA of %s at %s: %w", base.Origin, a.site.Name, err)
+		}
+		var rerr error
+		if rrs, rerr = zonesign.ResignSOA(rrs, base.Origin, keys, serial, time.Now()); rerr != nil {
+			return nil, rerr
+		}
+	} else {
+		for _, rr := range rrs {
+			if soa, ok := rr.(*dns.SOA); ok {
+				soa.Serial = serial
+			}
+		}
+	}
+	return zone.FromRecords(base.Origin, rrs)
+}
