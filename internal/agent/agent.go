@@ -82,6 +82,8 @@ type Agent struct {
 	// this site after becoming active.
 	takenOver   map[string]uint64
 	takeoverNow chan struct{}
+	// rejoining is set while the database is being rejoined as a standby.
+	rejoining bool
 }
 
 // New validates the site and prepares an agent; nothing is started.
@@ -272,6 +274,7 @@ func (a *Agent) tick(ctx context.Context) {
 
 	if !a.site.Witness {
 		a.fenceCheck(ctx, etcdView.Reachable, role, active, epoch, pg)
+		a.rejoinCheck(ctx, etcdView.Reachable, role, active, epoch, pg)
 		if etcdView.Reachable {
 			a.takeoverCheck(ctx, role, epoch)
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -178,6 +180,34 @@ func TestLabSwitchover(t *testing.T) {
 	if d.ActiveSite != "osaka" || d.Epoch != 2 {
 		t.Fatalf("status: active %s epoch %d", d.ActiveSite, d.Epoch)
 	}
+
+	// tokyo rejoins by itself as osaka's standby (pg_rewind), with an
+	// empty salvage file: a switchover loses nothing.
+	waitStandby(t, l, "tokyo", "osaka")
+	salvage, _ := filepath.Glob(filepath.Join(l.State.Dir, "tokyo", "salvage", "salvage-*.jsonl"))
+	if len(salvage) != 1 {
+		t.Fatalf("salvage files at tokyo: %v", salvage)
+	}
+	if b, _ := os.ReadFile(salvage[0]); !strings.Contains(string(b), `"rows":0`) {
+		t.Fatalf("a switchover salvaged writes:\n%s", b)
+	}
+
+	// And back, now with the validating resolver checked from outside.
+	id2 := planApproved(t, l, "tokyo")
+	r = executeAs(t, l, "execute", id2)
+	t.Logf("switch back:\n%s", r.Stdout)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "DNSSEC validates") {
+		t.Fatalf("switch back: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	waitStandby(t, l, "osaka", "tokyo")
+	tokyo2, err := pgx.Connect(ctx, l.SiteConnString("tokyo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tokyo2.Close(context.Background())
+	if _, err := registry.Register(ctx, tokyo2, "back-home", []string{"ns1.example.net."}); err != nil {
+		t.Fatalf("write at tokyo after switching back: %v", err)
+	}
 }
 
 type lockedWriter struct {
@@ -189,4 +219,56 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(b)
+}
+
+// planApproved plans a switchover to `to` as alice, approved by bob, and
+// returns the plan id.
+func planApproved(t *testing.T, l *lab.Lab, to string) string {
+	t.Helper()
+	cfg := []string{"--config", l.State.Config}
+	var r labtest.Result
+	eventually(t, 30*time.Second, "a plan to "+to+" with every check passing", func() error {
+		r = labtest.Run(t, []string{"REGDR_OPERATOR=alice"}, append([]string{"failover", "plan", "--to", to, "-o", "json"}, cfg...)...)
+		if r.Code != 0 {
+			return fmt.Errorf("plan: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
+	var p failover.Plan
+	if err := json.Unmarshal([]byte(r.Stdout), &p); err != nil {
+		t.Fatalf("plan JSON: %v\n%s", err, r.Stdout)
+	}
+	if r := labtest.Run(t, nil, append([]string{"failover", "approve", p.ID, "--operator", "bob", "--key", l.OperatorKey("bob")}, cfg...)...); r.Code != 0 {
+		t.Fatalf("approve: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	return p.ID
+}
+
+// executeAs runs `failover execute|resume` as alice.
+func executeAs(t *testing.T, l *lab.Lab, verb, id string, env ...string) labtest.Result {
+	t.Helper()
+	return labtest.Run(t, env, "failover", verb, id, "--operator", "alice", "--key", l.OperatorKey("alice"), "--config", l.State.Config)
+}
+
+// waitStandby waits until site's database streams from the active site
+// (pg_stat_replication there, never a standby read).
+func waitStandby(t *testing.T, l *lab.Lab, site, from string) {
+	t.Helper()
+	eventually(t, 60*time.Second, site+" to stream from "+from, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, l.SiteConnString(from))
+		if err != nil {
+			return err
+		}
+		defer c.Close(context.Background())
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", site).Scan(&n); err != nil {
+			return err
+		}
+		if n != 1 {
+			return fmt.Errorf("%s not streaming from %s", site, from)
+		}
+		return nil
+	})
 }

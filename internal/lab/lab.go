@@ -361,6 +361,18 @@ func (l *Lab) plan(o Options) (*config.Config, error) {
 			if s.DNSAddr, err = port(name); err != nil {
 				return nil, err
 			}
+			binDir, err := pglab.FindBinDir()
+			if err != nil {
+				return nil, err
+			}
+			// How the agent rewinds and restarts its own server as a
+			// standby when the other site took over.
+			s.PGControl = &config.PGControl{
+				DataDir: filepath.Join(o.Dir, name, "pg", "data"), BinDir: binDir,
+				LogFile:             filepath.Join(o.Dir, name, "pg", "postgres.log"),
+				ReplicationConnInfo: fmt.Sprintf("host=%s port=%d user=regdr", siteHosts[name], pgPort),
+				Slot:                pglab.SlotName(name), SalvageDir: filepath.Join(o.Dir, name, "salvage"),
+			}
 			s.KeyDir = filepath.Join(o.Dir, name, "keys")
 			s.ZoneDir = filepath.Join(o.Dir, name, "zones")
 			for _, d := range []string{s.KeyDir, s.ZoneDir} {
