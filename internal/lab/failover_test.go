@@ -272,3 +272,16 @@ func waitStandby(t *testing.T, l *lab.Lab, site, from string) {
 		return nil
 	})
 }
+
+// connTo connects to site's registry database for the test's duration.
+func connTo(t *testing.T, l *lab.Lab, site string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, l.SiteConnString(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
