@@ -10,6 +10,7 @@ import (
 
 func newAgentCmd(g *globals) *cobra.Command {
 	var site string
+	var endpoints []string
 	cmd := &cobra.Command{
 		Use:   "agent --site NAME",
 		Short: "Run the agent of one site (normally under systemd)",
@@ -35,6 +36,9 @@ serves HTTP on the site's agent_addr:
 			if err != nil {
 				return err
 			}
+			if len(endpoints) > 0 {
+				cfg.Etcd.Endpoints = endpoints
+			}
 			a, err := agent.New(cfg, site, g.logger(cmd.ErrOrStderr()))
 			if err != nil {
 				return usageErr(err)
@@ -43,5 +47,6 @@ serves HTTP on the site's agent_addr:
 		},
 	}
 	cmd.Flags().StringVar(&site, "site", "", "this agent's site (env REGDR_SITE)")
+	cmd.Flags().StringSliceVar(&endpoints, "etcd-endpoints", nil, "etcd endpoints for this agent instead of the config's (e.g. only the site's own member, or through a site proxy)")
 	return cmd
 }

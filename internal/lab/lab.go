@@ -506,11 +506,11 @@ func (l *Lab) startPostgres(ctx context.Context, o Options, step func(string, ..
 	return st.Save()
 }
 
-func (l *Lab) startAgent(site string) error {
+func (l *Lab) startAgent(site string, extra ...string) error {
 	st := l.State
 	bin := l.bin()
 	p, err := spawn("agent-"+site, filepath.Join(st.Dir, "agent-"+site+".log"),
-		[]string{bin, "agent", "--config", st.Config, "--site", site}, nil)
+		append([]string{bin, "agent", "--config", st.Config, "--site", site}, extra...), nil)
 	if err != nil {
 		return err
 	}
@@ -518,9 +518,10 @@ func (l *Lab) startAgent(site string) error {
 	return st.Save()
 }
 
-// StartAgent (re)starts a site's agent, e.g. after a test killed it.
-func (l *Lab) StartAgent(ctx context.Context, site string) error {
-	if err := l.startAgent(site); err != nil {
+// StartAgent (re)starts a site's agent, e.g. after a test killed it, with
+// extra agent flags (e.g. --etcd-endpoints through a proxy a test cuts).
+func (l *Lab) StartAgent(ctx context.Context, site string, extra ...string) error {
+	if err := l.startAgent(site, extra...); err != nil {
 		return err
 	}
 	s, _ := l.Cfg.Site(site)
