@@ -3,12 +3,12 @@ package failover
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/regdr/regdr/internal/config"
+	"github.com/regdr/regdr/replicator/pgctl"
 	"github.com/regdr/regdr/replicator/pgstate"
 )
 
@@ -41,7 +41,7 @@ func (d SQLDatabase) Fence(ctx context.Context, site string) error {
 		return err
 	}
 	defer closeConn(c)
-	if _, err := pgstate.Fence(ctx, c); err != nil {
+	if err := pgctl.Fence(ctx, c); err != nil {
 		return fmt.Errorf("%s: %w", site, err)
 	}
 	return nil
@@ -54,7 +54,7 @@ func (d SQLDatabase) Unfence(ctx context.Context, site string) error {
 		return err
 	}
 	defer closeConn(c)
-	if err := pgstate.Unfence(ctx, c); err != nil {
+	if err := pgctl.Unfence(ctx, c); err != nil {
 		return fmt.Errorf("%s: %w", site, err)
 	}
 	return nil
@@ -74,27 +74,21 @@ func (d SQLDatabase) FlushLSN(ctx context.Context, site string) (string, error) 
 	return lsn, nil
 }
 
-// WaitReplayed polls the standby's replay LSN every 5 ms: PostgreSQL has
-// no event for "replayed up to", and 5 ms is far below the rest of a
-// switchover.
+// WaitReplayed waits until site's standby replayed lsn (pgctl).
 func (d SQLDatabase) WaitReplayed(ctx context.Context, site, lsn string) error {
+	want, err := pgctl.ParseLSN(lsn)
+	if err != nil {
+		return err
+	}
 	c, err := d.conn(ctx, site)
 	if err != nil {
 		return err
 	}
 	defer closeConn(c)
-	var last string
-	return poll(ctx, 5*time.Millisecond, func() error {
-		var done bool
-		err := c.QueryRow(ctx, "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, true), coalesce(pg_last_wal_replay_lsn()::text, '')", lsn).Scan(&done, &last)
-		if err != nil {
-			return fmt.Errorf("%s replay LSN: %w", site, err)
-		}
-		if !done {
-			return fmt.Errorf("%s replayed to %s, waiting for %s", site, last, lsn)
-		}
-		return nil
-	})
+	if err := pgctl.WaitReplayed(ctx, c, want); err != nil {
+		return fmt.Errorf("%s: %w", site, err)
+	}
+	return nil
 }
 
 // ReplayLSN is the standby's replay position ("" on a primary).
@@ -109,34 +103,19 @@ func (d SQLDatabase) ReplayLSN(ctx context.Context, site string) (string, error)
 	return lsn, err
 }
 
-// Promote runs pg_promote(wait => true) unless site is already primary.
+// Promote promotes site's standby (pgctl; a primary is left as it is)
+// and returns its timeline.
 func (d SQLDatabase) Promote(ctx context.Context, site string) (uint32, error) {
 	c, err := d.conn(ctx, site)
 	if err != nil {
 		return 0, err
 	}
 	defer closeConn(c)
-	var inRecovery bool
-	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+	tl, err := pgctl.Promote(ctx, c)
+	if err != nil {
 		return 0, fmt.Errorf("promote %s: %w", site, err)
 	}
-	if inRecovery {
-		var ok bool
-		if err := c.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil || !ok {
-			return 0, fmt.Errorf("promote %s: pg_promote returned %v: %v", site, ok, err)
-		}
-	}
-	// The WAL file name's first 8 hex digits are the timeline being
-	// written; pg_control_checkpoint lags until the next checkpoint.
-	var walfile string
-	if err := c.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())").Scan(&walfile); err != nil {
-		return 0, fmt.Errorf("%s timeline: %w", site, err)
-	}
-	tl, err := strconv.ParseUint(walfile[:8], 16, 32)
-	if err != nil {
-		return 0, fmt.Errorf("%s timeline from %q: %w", site, walfile, err)
-	}
-	return uint32(tl), nil
+	return tl, nil
 }
 
 // Write writes a heartbeat row: a real registry-database write.

@@ -78,7 +78,7 @@ unreachable.`,
 			defer cli.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			pf := &failover.Preflight{Cfg: cfg, Etcd: cli}
+			pf := &failover.Preflight{Cfg: cfg, Etcd: cli, Keys: keysFacts{cfg: cfg, cli: cli, keys: store.Keys{Prefix: cfg.Etcd.Prefix}}}
 			p, err := pf.Plan(ctx, to, mode, operatorName(operator))
 			if err != nil {
 				return err

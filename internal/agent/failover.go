@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/regdr/regdr/internal/status"
 	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/internal/zonesign"
-	"github.com/regdr/regdr/replicator/pgstate"
+	"github.com/regdr/regdr/replicator/pgctl"
 	"github.com/regdr/regdr/replicator/zone"
 )
 
@@ -40,7 +41,7 @@ func (a *Agent) fenceCheck(ctx context.Context, reachable bool, role, active str
 		fs.LastConfirmed = now
 		if fs.Fenced && !a.operationRunning(ctx, "") {
 			uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err := pgstate.Unfence(uctx, a.pool)
+			err := a.withConn(uctx, pgctl.Unfence)
 			cancel()
 			if err != nil {
 				fs.Error = err.Error()
@@ -73,8 +74,8 @@ func (a *Agent) fenceCheck(ctx context.Context, reachable bool, role, active str
 	if reason == "" {
 		return
 	}
-	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err := pgstate.Fence(fctx, a.pool)
+	fctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err := a.withConn(fctx, pgctl.Fence)
 	cancel()
 	if err != nil {
 		fs.Error = err.Error()
@@ -246,4 +247,14 @@ func (a *Agent) resign(base *zone.Zone, serial uint32) (*zone.Zone, error) {
 		}
 	}
 	return zone.FromRecords(base.Origin, rrs)
+}
+
+// withConn runs f on a connection of the agent's pool.
+func (a *Agent) withConn(ctx context.Context, f func(context.Context, *pgx.Conn) error) error {
+	c, err := a.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	return f(ctx, c.Conn())
 }

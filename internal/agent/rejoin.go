@@ -98,27 +98,32 @@ func (a *Agent) rejoin(ctx context.Context, active string, epoch uint64) error {
 		}
 	}
 	// Salvage before rewind: rewind discards the old timeline's writes.
-	rows, err := local.Salvage(ctx, newConn, pgctl.SalvageOptions{})
+	// A server that has not diverged has nothing to salvage, and starting
+	// it to look would make it diverge.
+	diverged, fork, err := pgctl.Diverged(ctx, local, newConn)
 	if err != nil {
 		return err
 	}
-	file := filepath.Join(pc.SalvageDir, fmt.Sprintf("salvage-%s-epoch%d-%s.jsonl", a.site.Name, epoch, time.Now().UTC().Format("20060102T150405Z")))
-	if err := writeSalvageFile(file, a.site.Name, rows); err != nil {
+	var rows []pgctl.JournalRow
+	if diverged {
+		if rows, err = local.Salvage(ctx, newConn, pgctl.SalvageOptions{}); err != nil {
+			return err
+		}
+	}
+	// Always a file, so "nothing was lost" is a fact on disk too.
+	file, err := pgctl.WriteSalvageFile(pc.SalvageDir, pgctl.SalvageHeader{Site: a.site.Name, Table: "journal", ForkLSN: fork}, rows)
+	if err != nil {
 		return err
 	}
 	if err := pgctl.EnsureSlot(ctx, newConn, pc.Slot); err != nil {
 		return err
 	}
-	if err := local.Rewind(ctx, src.Postgres); err != nil {
-		return err
-	}
 	primaryConnInfo := src.PGControl.ReplicationConnInfo + " application_name=" + a.site.Name
-	if err := local.ConfigureStandby(primaryConnInfo, pc.Slot); err != nil {
+	how, err := local.Rejoin(ctx, newConn, src.Postgres, primaryConnInfo, pc.Slot)
+	if err != nil {
 		return err
 	}
-	if err := local.Start(ctx); err != nil {
-		return err
-	}
+	a.log.Info("database rejoined", "how", how)
 	a.setFence(status.FenceState{})
 	a.log.Warn("rejoined as standby", "active", active, "salvaged_rows", len(rows), "salvage_file", file, "took", time.Since(start).Round(time.Millisecond))
 	actx, cancel2 := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
@@ -126,31 +131,6 @@ func (a *Agent) rejoin(ctx context.Context, active string, epoch uint64) error {
 	_, _ = audit.New(a.etcd, a.keys).Append(actx, audit.Entry{Who: "agent " + a.site.Name, Action: "rejoin", Target: a.site.Name, Result: "ok",
 		Detail: map[string]string{"active": active, "epoch": strconv.FormatUint(epoch, 10), "salvaged_rows": strconv.Itoa(len(rows)), "salvage_file": file}})
 	return nil
-}
-
-// writeSalvageFile writes the salvage file atomically (0600: it holds
-// registry data).
-func writeSalvageFile(path, site string, rows []pgctl.JournalRow) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := pgctl.WriteSalvage(f, pgctl.SalvageHeader{Site: site, Table: "journal"}, rows); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func isStandbyDir(dataDir string) bool {

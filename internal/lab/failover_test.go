@@ -99,6 +99,11 @@ func TestLabSwitchover(t *testing.T) {
 		if c.Status == failover.Fail {
 			t.Errorf("check %s failed: %s", c.Name, c.Detail)
 		}
+		// The keys issue's facts: osaka proved it can sign what is
+		// published.
+		if c.Name == "keys "+l.State.TLD && c.Status != failover.Pass {
+			t.Errorf("check %s: %s %s, want pass", c.Name, c.Status, c.Detail)
+		}
 	}
 	id := p.ID
 	key := func(op string) []string { return []string{"--key", l.OperatorKey(op), "--operator", op} }
