@@ -199,6 +199,7 @@ that file with the new primary's journal gives the writes lost (RPO).`,
 	loadCmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until interrupted)")
 
 	var member string
+	var forceNew bool
 	etcdCmd := &cobra.Command{
 		Use:    "etcd --member NAME",
 		Short:  "Run one lab etcd member (started by 'lab up')",
@@ -209,7 +210,7 @@ that file with the new primary's journal gives the writes lost (RPO).`,
 			if err != nil {
 				return err
 			}
-			m := etcdserver.Member{Name: member, InitialCluster: map[string]string{}, Logger: g.logger(cmd.ErrOrStderr())}
+			m := etcdserver.Member{Name: member, InitialCluster: map[string]string{}, Logger: g.logger(cmd.ErrOrStderr()), ForceNewCluster: forceNew}
 			for _, e := range st.Etcd {
 				m.InitialCluster[e.Name] = e.PeerURL
 				if e.Name == member {
@@ -233,6 +234,7 @@ that file with the new primary's journal gives the writes lost (RPO).`,
 		},
 	}
 	etcdCmd.Flags().StringVar(&member, "member", "", "member name")
+	etcdCmd.Flags().BoolVar(&forceNew, "force-new-cluster", false, "restart this member alone from its data (quorum recovery: regdr etcd recover)")
 
 	var nsec3 bool
 	gen := &cobra.Command{

@@ -69,6 +69,7 @@ Try it on one machine:  regdr lab up && regdr status --config /tmp/regdr-lab/reg
 		newDrillCmd(g),
 		newFailoverCmd(g),
 		newDBCmd(g),
+		newEtcdCmd(g),
 	)
 	return root
 }

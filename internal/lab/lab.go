@@ -708,3 +708,55 @@ func (l *Lab) Follow(ctx context.Context, site string) error {
 	}
 	return l.Restart(ctx, "zonegen")
 }
+
+// RecoverEtcd restores a lab etcd that lost quorum: the surviving member
+// restarts alone from its data with force-new-cluster, and the lost
+// members leave the lab's records (a lost member that came back with its
+// old data would believe in the old cluster). Writes the survivor had not
+// received are lost, as with etcd's own recovery.
+func (l *Lab) RecoverEtcd(ctx context.Context, member string) error {
+	st := l.State
+	var keep []Member
+	for _, m := range st.Etcd {
+		if m.Name == member {
+			keep = append(keep, m)
+		}
+	}
+	if len(keep) == 0 {
+		return fmt.Errorf("lab has no etcd member %q", member)
+	}
+	for _, m := range st.Etcd {
+		if p, ok := st.Proc("etcd-" + m.Name); ok && m.Name != member && alive(p.Pid) {
+			return fmt.Errorf("etcd member %s is still running: recover only when the others are lost (kill it first)", m.Name)
+		}
+	}
+	if p, ok := st.Proc("etcd-" + member); ok {
+		if err := Kill(p); err != nil {
+			return err
+		}
+	}
+	p, err := spawn("etcd-"+member, filepath.Join(st.Dir, "etcd-"+member+".log"),
+		[]string{l.bin(), "lab", "etcd", "--dir", st.Dir, "--member", member, "--force-new-cluster"}, nil)
+	if err != nil {
+		return err
+	}
+	st.setProc(p)
+	st.Etcd = keep
+	if err := st.Save(); err != nil {
+		return err
+	}
+	cli, err := etcdclient.Dial(l.Cfg)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return waitUntil(ctx, 30*time.Second, "the recovered etcd member to answer", func() error {
+		if !alive(p.Pid) {
+			return fmt.Errorf("etcd member %s exited (see %s)", member, p.Log)
+		}
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := cli.Put(c, "/regdr-lab/recovered", member)
+		return err
+	})
+}

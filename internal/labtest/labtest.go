@@ -98,6 +98,11 @@ func Up(t testing.TB, o lab.Options) *lab.Lab {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
+		// CLI commands the test ran (etcd recover, lab follow) may have
+		// changed the lab's processes: tear down what the lab records now.
+		if fresh, err := lab.Open(o.Dir); err == nil {
+			l = fresh
+		}
 		if err := l.Down(ctx); err != nil {
 			t.Errorf("lab down: %v", err)
 		}
