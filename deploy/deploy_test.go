@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -35,9 +36,21 @@ func TestAlertRules(t *testing.T) {
 	if err := yaml.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	agentSrc, err := os.ReadFile("../internal/agent/http.go")
-	if err != nil {
-		t.Fatal(err)
+	// Metrics are declared across the agent's files (http.go, backup.go).
+	files, err := filepath.Glob("../internal/agent/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("agent sources: %v", err)
+	}
+	var agentSrc []byte
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		agentSrc = append(agentSrc, b...)
 	}
 	metric := regexp.MustCompile(`regdr_[a-z_]+`)
 	n := 0

@@ -121,6 +121,15 @@ func TestLabRollover(t *testing.T) {
 		t.Fatalf("blocked by %v, findings:\n%s", blocked.Gates, msg)
 	}
 	t.Logf("blocked as expected: %s", blocked.Findings[0])
+	// keys status says the same: missing at osaka, exit 1.
+	waitFor(t, 10*time.Second, "keys status to show the new ZSK missing at osaka", func() error {
+		r := labtest.Run(t, nil, "--config", cfgPath, "keys", "status")
+		want := fmt.Sprintf("tag %d at osaka: missing", zsk.Tag)
+		if r.Code != 1 || !strings.Contains(r.Stdout, want) {
+			return fmt.Errorf("exit %d, want 1 and %q:\n%s%s", r.Code, want, r.Stdout, r.Stderr)
+		}
+		return nil
+	})
 	if served(t, l, zsk.Tag) {
 		t.Fatal("Knot serves the new ZSK while osaka cannot sign with it")
 	}
@@ -147,6 +156,16 @@ func TestLabRollover(t *testing.T) {
 	t.Logf("osaka back → new ZSK served in %s (proved %s)", sighted.Sub(start).Round(time.Millisecond), rep.Keys[0].Detail)
 	if got, err := zonesign.LoadKeys(osaka.KeyDir, l.State.TLD); err != nil || len(got) != 3 {
 		t.Fatalf("osaka key dir: %d keys, %v", len(got), err)
+	}
+
+	// Nothing left to send; the CLI agrees with the agents.
+	r = labtest.Run(t, nil, "--config", cfgPath, "keys", "sync", "--site", "tokyo")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "nothing to send") {
+		t.Fatalf("keys sync after the rollover: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r = labtest.Run(t, nil, "--config", cfgPath, "keys", "status")
+	if r.Code != 0 || strings.Count(r.Stdout, "verified") < 3 {
+		t.Fatalf("keys status after the rollover: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 
 	scanLab(t, l, cli)

@@ -3,6 +3,8 @@ package keys
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,7 +150,7 @@ func (r *Receiver) Handle(ctx context.Context, key string, val []byte) (Outcome,
 	bundleID := fmt.Sprintf("%s seq %d", s.Header.From, s.Header.Seq)
 	var errs []error
 	for _, pr := range pairs {
-		rc, err := r.Prove(ctx, pr, bundleID)
+		rc, err := r.Prove(ctx, pr, bundleID, s.CiphertextDigest())
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -166,7 +168,12 @@ func (r *Receiver) Handle(ctx context.Context, key string, val []byte) (Outcome,
 // published yet), and stores the signed receipt in etcd and the audit log.
 // A key that fails the check is logged, audited and returned as an error
 // wrapping proof.ErrMismatch; no receipt is written for it.
-func (r *Receiver) Prove(ctx context.Context, pair inventory.Pair, bundleID string) (proof.Receipt, error) {
+//
+// The challenge nonce is chosen partly outside the receiver, so a proof
+// cannot be made ahead of time: the first 16 bytes are the sender's
+// (the bundle's ciphertext hash, given as senderHex) or, for a site's own
+// keys, etcd's (the current revision); 16 more are random.
+func (r *Receiver) Prove(ctx context.Context, pair inventory.Pair, bundleID, senderHex string) (proof.Receipt, error) {
 	dk, err := inventory.ParseDNSKEY(pair.Public, pair.Key.Name+".key")
 	if err != nil {
 		return proof.Receipt{}, err
@@ -188,10 +195,19 @@ func (r *Receiver) Prove(ctx context.Context, pair inventory.Pair, bundleID stri
 			}
 		}
 	}
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
+	outside, err := hex.DecodeString(senderHex)
+	if err != nil || len(outside) < 16 {
+		resp, gerr := r.KV.Get(ctx, PathsFor(r.Keys).Receipts(r.Site), clientv3.WithCountOnly())
+		if gerr != nil {
+			return proof.Receipt{}, fmt.Errorf("prove %s: etcd revision for the nonce: %w", pair.Key, gerr)
+		}
+		outside = binary.BigEndian.AppendUint64(make([]byte, 8), uint64(resp.Header.Revision))
+	}
+	random := make([]byte, 16)
+	if _, err := rand.Read(random); err != nil {
 		return proof.Receipt{}, fmt.Errorf("prove %s: nonce: %w", pair.Key, err)
 	}
+	nonce := append(outside[:16:16], random...)
 	rc, err := proof.Prove(r.Site, pair, against, kind, detail, nonce, time.Now())
 	if err != nil {
 		r.Log.Error("possession proof failed", "key", pair.Key.String(), "digest", pair.Key.Digest, "against", kind, "err", err)
@@ -257,7 +273,7 @@ func (r *Receiver) ProveOwn(ctx context.Context, b inventory.Backend) ([]proof.R
 				errs = append(errs, err)
 				continue
 			}
-			rc, err := r.Prove(ctx, pair, "")
+			rc, err := r.Prove(ctx, pair, "", "")
 			if err != nil {
 				errs = append(errs, err)
 				continue

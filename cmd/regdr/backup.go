@@ -193,7 +193,10 @@ func newBackupVerifyCmd(g *globals) *cobra.Command {
   zone       the zone rebuilt from the restored registry must have exactly the
              delegations (NS/DS per name) of the version published at that time at
              --site; no version published then is a failure
-  keys       key bundles of that time (unknown until key bundles can be checked here)
+  keys       the key bundles addressed to --site as of that time verify, decrypt and
+             hold every DNSKEY of that zone version (once opened and removed from
+             etcd: the keys installed at --site prove possession); unknown, never
+             passed, without a keys section or for an unsigned zone
   teardown   the scratch server stopped and its directory removed, always
 
 The result goes to the catalog in etcd and the audit log. Runs at the verify

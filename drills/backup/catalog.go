@@ -29,6 +29,11 @@ type Facts struct {
 	Hosts        int64 `json:"hosts"`
 	DS           int64 `json:"ds"`
 	MaxJournalID int64 `json:"max_journal_id"`
+	// JournalRows is how many journal rows had ids up to MaxJournalID.
+	// Ids have holes (a registry write that fails after taking its
+	// journal id rolls back), so the check is that the restore has at
+	// least these rows up to that id, not that ids are gapless.
+	JournalRows int64 `json:"journal_rows"`
 }
 
 // Backup is one catalog record, kept at <prefix>/backups/<id>.

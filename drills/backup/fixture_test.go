@@ -150,12 +150,6 @@ func (f *fixture) verifyOptions(b backup.Backup) backup.VerifyOptions {
 
 func (f *fixture) verify(o backup.VerifyOptions) backup.Verification {
 	f.t.Helper()
-	var ports []int
-	o.Progress = func(e backup.Event) {
-		if e.Done && e.Phase == backup.PhaseRestore {
-			ports = append(ports, 0)
-		}
-	}
 	v, err := backup.Verify(ctxT(f.t, 3*time.Minute), o)
 	if err != nil {
 		f.t.Fatalf("verify: %v", err)
@@ -206,13 +200,6 @@ func portFree(t *testing.T, port int) {
 		return
 	}
 	l.Close()
-}
-
-func exec(t *testing.T, c *pgx.Conn, sql string, args ...any) {
-	t.Helper()
-	if _, err := c.Exec(ctxT(t, time.Minute), sql, args...); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
 }
 
 type configAssertion = config.BackupAssertion

@@ -26,9 +26,13 @@ import (
 // key the zone was signed with, could not have signed that zone (.se
 // 2009).
 //
+// Opened bundles are deleted by the receiver once installed; with none
+// left in etcd the check falls back to the keys they installed: every
+// DNSKEY must be in site's key directory with a private key that signs
+// for it (inventory state ok), and the detail says so.
+//
 // It is unknown, never passed, when there is nothing to check: no keys
-// section in the config, an unsigned zone, or no bundle addressed to site
-// (the site that generates the keys receives none).
+// section in the config or an unsigned zone.
 func BundleKeyCheck(cli *clientv3.Client, cfg *config.Config, site string, zs *zonestore.Store, origin string) KeyCheck {
 	return func(ctx context.Context, at time.Time) (string, error) {
 		if cfg.Keys == nil {
@@ -74,7 +78,10 @@ func BundleKeyCheck(cli *clientv3.Client, cfg *config.Config, site string, zs *z
 			}
 		}
 		if len(newest) == 0 {
-			return "", errUnknown{fmt.Sprintf("no key bundle addressed to %s at or before %s", site, at.Format(time.RFC3339))}
+			// The receiver deletes a bundle once it has installed its
+			// keys and proved them: what the bundles carried is then
+			// in the site's key directory.
+			return installedKeys(ctx, cfg, site, origin, z.Serial, want)
 		}
 		id, err := keys.LoadIdentity(cfg, site)
 		if err != nil {
@@ -114,4 +121,34 @@ func BundleKeyCheck(cli *clientv3.Client, cfg *config.Config, site string, zs *z
 		return fmt.Sprintf("%d DNSKEYs of %s serial %d are in the key bundles (%s), which verify and decrypt",
 			len(want), origin, z.Serial, strings.Join(from, ", ")), nil
 	}
+}
+
+func installedKeys(ctx context.Context, cfg *config.Config, site, origin string, serial uint32, want map[string]uint16) (string, error) {
+	s, ok := cfg.Site(site)
+	if !ok || s.KeyDir == "" {
+		return "", errUnknown{fmt.Sprintf("no key bundle addressed to %s and no key_dir to look in", site)}
+	}
+	ks, err := inventory.Dir{Path: cfg.Resolve(s.KeyDir)}.List(ctx, origin)
+	if err != nil {
+		return "", err
+	}
+	ok2 := map[string]bool{}
+	for _, k := range ks {
+		if k.State == inventory.StateOK {
+			ok2[k.Digest] = true
+		}
+	}
+	var missing []string
+	for d, tag := range want {
+		if !ok2[d] {
+			missing = append(missing, fmt.Sprint(tag))
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return "", fmt.Errorf("DNSKEY tags %s of %s serial %d are neither in a key bundle for %s nor installed there with a matching private key",
+			strings.Join(missing, ", "), origin, serial, site)
+	}
+	return fmt.Sprintf("bundles already opened and removed from etcd; all %d DNSKEYs of %s serial %d are installed at %s and each private key signs for its DNSKEY",
+		len(want), origin, serial, site), nil
 }

@@ -143,19 +143,6 @@ func (o owner) writeOwned(path string, body []byte) error {
 	return nil
 }
 
-// chownTree gives root to the owner recursively.
-func (o owner) chownTree(root string) error {
-	if o.cred == nil {
-		return nil
-	}
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, o.uid, o.gid)
-	})
-}
-
 // processAlive reports whether pid runs (a zombie counts as dead).
 func processAlive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && err != syscall.EPERM {

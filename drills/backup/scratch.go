@@ -96,13 +96,33 @@ log_destination = 'stderr'
 }
 
 // start starts the server; pg_ctl -w returns once it accepts (read-only)
-// connections, which during recovery is the consistent point.
+// connections, which during recovery is the consistent point. A port
+// taken between choosing it and binding it (parallel tests, another
+// restore) gets one retry on a new port.
 func (s *scratch) start(ctx context.Context) error {
-	if _, err := s.own.run(ctx, s.root, filepath.Join(s.binDir, "pg_ctl"),
-		"start", "-D", s.data, "-l", s.log, "-w", "-t", waitSeconds(ctx)); err != nil {
-		return fmt.Errorf("start scratch server: %w%s", err, s.fatalLines())
+	for attempt := 0; ; attempt++ {
+		_, err := s.own.run(ctx, s.root, filepath.Join(s.binDir, "pg_ctl"),
+			"start", "-D", s.data, "-l", s.log, "-w", "-t", waitSeconds(ctx))
+		if err == nil {
+			return nil
+		}
+		if attempt > 0 || !strings.Contains(s.logText(), "could not bind") {
+			return fmt.Errorf("start scratch server: %w%s", err, s.fatalLines())
+		}
+		port, perr := freePort("127.0.0.1")
+		if perr != nil {
+			return perr
+		}
+		s.port = port
+		auto := filepath.Join(s.data, "postgresql.auto.conf")
+		old, rerr := os.ReadFile(auto)
+		if rerr != nil {
+			return fmt.Errorf("start scratch server: %w", rerr)
+		}
+		if werr := s.own.writeOwned(auto, fmt.Appendf(old, "port = %d\n", port)); werr != nil {
+			return werr
+		}
 	}
-	return nil
 }
 
 func waitSeconds(ctx context.Context) string {

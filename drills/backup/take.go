@@ -125,7 +125,11 @@ func readFacts(ctx context.Context, conn string) (Facts, error) {
 	if err != nil {
 		return Facts{}, fmt.Errorf("registry facts: %w", err)
 	}
-	return Facts{Domains: n.Domains, Delegations: n.Delegations, Hosts: n.Hosts, DS: n.DS, MaxJournalID: n.JournalMax}, nil
+	f := Facts{Domains: n.Domains, Delegations: n.Delegations, Hosts: n.Hosts, DS: n.DS, MaxJournalID: n.JournalMax}
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM journal WHERE id <= $1`, f.MaxJournalID).Scan(&f.JournalRows); err != nil {
+		return Facts{}, fmt.Errorf("registry facts: journal rows: %w", err)
+	}
+	return f, nil
 }
 
 func closeConn(ctx context.Context, c *pgx.Conn) {

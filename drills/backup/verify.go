@@ -218,6 +218,17 @@ type errUnknown struct{ reason string }
 
 func (e errUnknown) Error() string { return e.reason }
 
+// Unknown is the error a check returns when it cannot establish its
+// outcome (nothing to check against); Verify records the phase as
+// unknown, never as passed.
+func Unknown(reason string) error { return errUnknown{reason} }
+
+// IsUnknown reports whether err is (or wraps) an Unknown.
+func IsUnknown(err error) bool {
+	var u errUnknown
+	return errors.As(err, &u)
+}
+
 // phase runs f as phase name, records it and reports whether it passed.
 func (r *run) phase(ctx context.Context, name string, f func(ctx context.Context) (string, error)) bool {
 	idx := indexOf(name)

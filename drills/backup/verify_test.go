@@ -58,4 +58,23 @@ func TestVerifyGoodPgBackRest(t *testing.T) {
 	if p := phase(v, backup.PhaseZone); p.Status != backup.StatusPassed || !strings.Contains(p.Detail, "500 delegations match") {
 		t.Errorf("zone phase: %+v", p)
 	}
+
+	// PITR through pgBackRest's own archive (archive-get).
+	f.register(10, "later")
+	f.switchWAL()
+	f.publish(2026112402, time.Now())
+	time.Sleep(20 * time.Millisecond)
+	o := f.verifyOptions(b)
+	o.TargetTime = time.Now()
+	o.RowTolerancePercent = 5
+	time.Sleep(20 * time.Millisecond)
+	f.register(1, "after")
+	f.switchWAL()
+	v = f.verify(o)
+	if !v.Passed() {
+		t.Fatalf("pgBackRest PITR failed: %s", v.Failure())
+	}
+	if p := phase(v, backup.PhaseZone); !strings.Contains(p.Detail, "510 delegations match") {
+		t.Errorf("zone phase after PITR: %+v, want 510 delegations", p)
+	}
 }

@@ -21,7 +21,15 @@ const backupRefresh = 30 * time.Second
 // for the election to work.
 const backupJob = "backup-verify"
 
+// backupMetrics are the backup gauges plus the last scheduled run that
+// failed before producing a verification (no backup in the catalog, an
+// unusable config): the catalog has no record of it, yet it must show as
+// a failure.
 type backupMetrics struct {
+	mu       sync.Mutex
+	jobErr   string
+	jobErrAt time.Time
+
 	lastVerified prometheus.Gauge
 	lastSuccess  prometheus.Gauge
 	maxAge       prometheus.Gauge
@@ -67,12 +75,24 @@ func (a *Agent) startBackup(ctx context.Context, wg *sync.WaitGroup) {
 			}
 		}
 	}()
-	expr := a.cfg.Schedules.BackupVerify
-	if expr == "" || a.site.Witness {
+	if a.cfg.Schedules.BackupVerify == "" || a.site.Witness {
 		return
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.runBackupSchedule(ctx, schedule.RealClock{}, m); err != nil && ctx.Err() == nil {
+			a.log.Error("backup verify schedule stopped", "err", err)
+		}
+	}()
+}
+
+// runBackupSchedule runs schedules.backup_verify until ctx ends: each
+// slot is claimed in etcd by at most one agent, and only the verify site
+// (backup.verify_site, else the standby) claims at all.
+func (a *Agent) runBackupSchedule(ctx context.Context, clock schedule.Clock, m *backupMetrics) error {
 	r := &schedule.Runner{
-		Client: a.etcd, Prefix: a.cfg.Etcd.Prefix, Owner: "agent/" + a.site.Name, Logger: a.log,
+		Client: a.etcd, Prefix: a.cfg.Etcd.Prefix, Owner: "agent/" + a.site.Name, Logger: a.log, Clock: clock,
 		Eligible: func(ctx context.Context) bool {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
@@ -84,18 +104,17 @@ func (a *Agent) startBackup(ctx context.Context, wg *sync.WaitGroup) {
 			return site == a.site.Name
 		},
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := r.Run(ctx, schedule.Job{Name: backupJob, Cron: expr, Run: func(ctx context.Context, slot time.Time) error {
-			err := a.runBackupVerify(ctx)
-			a.refreshBackupStatus(ctx, m)
-			return err
-		}})
-		if err != nil && ctx.Err() == nil {
-			a.log.Error("backup verify schedule stopped", "err", err)
+	return r.Run(ctx, schedule.Job{Name: backupJob, Cron: a.cfg.Schedules.BackupVerify, Run: func(ctx context.Context, slot time.Time) error {
+		err := a.runBackupVerify(ctx)
+		m.mu.Lock()
+		m.jobErr, m.jobErrAt = "", time.Time{}
+		if err != nil {
+			m.jobErr, m.jobErrAt = err.Error(), time.Now()
 		}
-	}()
+		m.mu.Unlock()
+		a.refreshBackupStatus(ctx, m)
+		return err
+	}})
 }
 
 // runBackupVerify restore-tests the newest backup and records the result.
@@ -103,18 +122,15 @@ func (a *Agent) runBackupVerify(ctx context.Context) error {
 	cat := backup.NewCatalog(a.etcd, a.cfg.Etcd.Prefix)
 	b, err := cat.Latest(ctx)
 	if err != nil {
-		a.setBackupFailure(err.Error())
 		return err
 	}
 	o, err := backup.VerifyOptionsFor(a.cfg, a.etcd, a.site.Name, b)
 	if err != nil {
-		a.setBackupFailure(err.Error())
 		return err
 	}
 	o.Logger = a.log
 	v, err := backup.Verify(ctx, o)
 	if err != nil {
-		a.setBackupFailure(err.Error())
 		return err
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -124,15 +140,6 @@ func (a *Agent) runBackupVerify(ctx context.Context) error {
 	}
 	a.log.Info("scheduled backup restore test", "backup", v.BackupID, "result", v.Result, "failure", v.Failure())
 	return nil
-}
-
-func (a *Agent) setBackupFailure(msg string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.st.Backup == nil {
-		a.st.Backup = &status.BackupState{}
-	}
-	a.st.Backup.LastFailure = msg
 }
 
 // refreshBackupStatus reads the catalog into status.Backup and the metrics.
@@ -173,6 +180,12 @@ func (a *Agent) refreshBackupStatus(ctx context.Context, m *backupMetrics) {
 			m.phase.WithLabelValues(p.Name).Set(p.Duration.Seconds())
 		}
 	}
+	m.mu.Lock()
+	if m.jobErr != "" && (sum.LastRun == nil || m.jobErrAt.After(sum.LastRun.Finished)) {
+		st.LastResult, st.LastFailure, st.LastRunTime, st.LastRunID, st.Phases = "failed", m.jobErr, m.jobErrAt, "", nil
+		m.lastSuccess.Set(0)
+	}
+	m.mu.Unlock()
 	a.mu.Lock()
 	a.st.Backup = st
 	a.mu.Unlock()
