@@ -37,7 +37,7 @@ func Authorize(ctx context.Context, kv clientv3.KV, keys store.Keys, cfg *config
 	}
 	v, err := approval.Check(s, list, cfg.Operators, Approvers, now)
 	if err != nil {
-		return v, fmt.Errorf("%w: %v", ErrNotApproved, err)
+		return v, fmt.Errorf("%w: %w", ErrNotApproved, err)
 	}
 	if slices.Contains(v.Approvers, exec.Operator) {
 		return v, fmt.Errorf("%w: %s approved plan %s and may not also execute it (two people: one approves, another executes)", ErrNotApproved, exec.Operator, p.ID)
