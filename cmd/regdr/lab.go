@@ -87,6 +87,7 @@ names what is missing, and 'lab up --install' installs it when run as root.`,
 	up.Flags().IntVar(&o.EtcdMembers, "etcd-members", 1, "etcd members: 1, or 3 (tokyo, osaka, witness)")
 	up.Flags().StringVar(&o.TLD, "tld", "test.", "the registry's TLD")
 	up.Flags().BoolVar(&o.NSEC3, "nsec3", false, "sign with NSEC3 instead of NSEC")
+	up.Flags().BoolVar(&o.Synchronous, "synchronous", false, "synchronous replication managed by the active agent (degrades to async after 3s without a standby)")
 	up.Flags().BoolVar(&o.Fresh, "fresh", false, "replace a stopped lab already in --dir (its data is deleted)")
 	up.Flags().BoolVar(&install, "install", false, "apt-get install missing Debian packages first (root)")
 

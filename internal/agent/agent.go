@@ -33,6 +33,7 @@ import (
 	"github.com/regdr/regdr/internal/status"
 	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/replicator/gates"
+	"github.com/regdr/regdr/replicator/pgctl"
 	"github.com/regdr/regdr/replicator/pgstate"
 	"github.com/regdr/regdr/replicator/zoneserve"
 	"github.com/regdr/regdr/replicator/zonestore"
@@ -84,6 +85,8 @@ type Agent struct {
 	takeoverNow chan struct{}
 	// rejoining is set while the database is being rejoined as a standby.
 	rejoining bool
+	// degrader applies the synchronous replication rule at the active site.
+	degrader *pgctl.Degrader
 }
 
 // New validates the site and prepares an agent; nothing is started.
@@ -275,6 +278,7 @@ func (a *Agent) tick(ctx context.Context) {
 	if !a.site.Witness {
 		a.fenceCheck(ctx, etcdView.Reachable, role, active, epoch, pg)
 		a.rejoinCheck(ctx, etcdView.Reachable, role, active, epoch, pg)
+		a.syncCheck(ctx, role, pg)
 		if etcdView.Reachable {
 			a.takeoverCheck(ctx, role, epoch)
 		}

@@ -258,3 +258,46 @@ func (a *Agent) withConn(ctx context.Context, f func(context.Context, *pgx.Conn)
 	defer c.Release()
 	return f(ctx, c.Conn())
 }
+
+// syncCheck applies the synchronous replication rule at the active site
+// (pgctl.Degrader): the standbys are synchronous while one streams; after
+// failover.sync_degrade_after without any, commits stop waiting.
+func (a *Agent) syncCheck(ctx context.Context, role string, pg *status.Postgres) {
+	fo := a.cfg.FailoverOrDefault()
+	if !fo.Synchronous || a.pool == nil || role != "active" || pg == nil || !pg.Reachable || pg.Role != "primary" || a.fenced() {
+		return
+	}
+	if a.degrader == nil {
+		var want []string
+		for _, s := range a.cfg.DataSites() {
+			if s.Name != a.site.Name {
+				want = append(want, s.Name)
+			}
+		}
+		a.degrader = &pgctl.Degrader{Want: want, After: fo.SyncDegradeAfter.Duration}
+	}
+	var dec pgctl.SyncDecision
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := a.withConn(cctx, func(ctx context.Context, c *pgx.Conn) error {
+		var err error
+		dec, err = a.degrader.Check(ctx, c)
+		return err
+	})
+	cancel()
+	st := &status.SyncState{Setting: dec.Setting, Action: string(dec.Action), Reason: dec.Reason, At: time.Now(),
+		Rule: fmt.Sprintf("synchronous while a standby streams; async after %s without one; synchronous again once one streams caught up", fo.SyncDegradeAfter.Duration)}
+	if err != nil {
+		st.Reason = err.Error()
+	}
+	switch dec.Action {
+	case pgctl.SyncDegrade:
+		a.log.Error("synchronous replication degraded to asynchronous", "reason", dec.Reason)
+		st.Setting = ""
+	case pgctl.SyncRestore:
+		a.log.Warn("synchronous replication restored", "reason", dec.Reason)
+		st.Setting = pgctl.SyncSetting(a.degrader.Want)
+	}
+	a.mu.Lock()
+	a.st.Sync = st
+	a.mu.Unlock()
+}

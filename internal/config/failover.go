@@ -25,6 +25,14 @@ type Failover struct {
 	Resolver string `yaml:"resolver,omitempty"`
 	// Hooks run operator commands at named points of an operation.
 	Hooks Hooks `yaml:"hooks,omitempty"`
+	// Synchronous makes the active site's agent keep the standby sites in
+	// synchronous_standby_names, so an acknowledged commit is on both
+	// sites. The rule for degrading: when no standby has streamed for
+	// SyncDegradeAfter, the agent clears the setting (commits stop
+	// waiting; a disaster failover may then lose writes) and sets it
+	// again as soon as a standby streams, caught up.
+	Synchronous      bool     `yaml:"synchronous,omitempty"`
+	SyncDegradeAfter Duration `yaml:"sync_degrade_after,omitempty"`
 }
 
 // Hooks are commands (argv, no shell) run with the operation's facts in
@@ -71,6 +79,9 @@ func (c *Config) FailoverOrDefault() Failover {
 	}
 	if f.Sample == 0 {
 		f.Sample = 20
+	}
+	if f.SyncDegradeAfter.Duration == 0 {
+		f.SyncDegradeAfter.Duration = 10 * time.Second
 	}
 	return f
 }

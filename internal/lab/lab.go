@@ -48,6 +48,9 @@ type Options struct {
 	TLD string
 	// NSEC3 signs with NSEC3 instead of NSEC.
 	NSEC3 bool
+	// Synchronous has the active agent manage synchronous replication
+	// (degrading to async after 3 s without a streaming standby).
+	Synchronous bool
 	// Bin is the regdr binary started for etcd members, agents and the
 	// generator (default: this executable).
 	Bin    string
@@ -395,6 +398,10 @@ func (l *Lab) plan(o Options) (*config.Config, error) {
 	cfg.Failover = &config.Failover{Hooks: config.Hooks{
 		AfterPromote: [][]string{{l.bin(), "lab", "follow", "--dir", o.Dir}},
 	}}
+	if o.Synchronous {
+		cfg.Failover.Synchronous = true
+		cfg.Failover.SyncDegradeAfter = config.Duration{Duration: 3 * time.Second}
+	}
 	if err := planOperators(cfg, o.Dir); err != nil {
 		return nil, err
 	}

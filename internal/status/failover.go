@@ -13,3 +13,16 @@ type FenceState struct {
 	LastConfirmed time.Time `json:"last_confirmed,omitzero"`
 	Error         string    `json:"error,omitempty"`
 }
+
+// SyncState is synchronous replication as the active site's agent manages
+// it (failover.synchronous).
+type SyncState struct {
+	// Setting is synchronous_standby_names as last seen ("" = async).
+	Setting string `json:"setting"`
+	// Action is what the agent last did: none, degrade or restore.
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+	// Rule states when the agent degrades and restores.
+	Rule string    `json:"rule"`
+	At   time.Time `json:"at"`
+}

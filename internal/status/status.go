@@ -35,6 +35,8 @@ type Agent struct {
 	Backup *BackupState `json:"backup,omitempty"`
 	// Fence is the site's fencing state (failover.go).
 	Fence *FenceState `json:"fence,omitempty"`
+	// Sync is synchronous replication at the active site (failover.go).
+	Sync *SyncState `json:"sync,omitempty"`
 }
 
 // SecondaryCheck is one verification of what a public secondary actually
