@@ -213,6 +213,17 @@ func TestLabSwitchover(t *testing.T) {
 	if _, err := registry.Register(ctx, tokyo2, "back-home", []string{"ns1.example.net."}); err != nil {
 		t.Fatalf("write at tokyo after switching back: %v", err)
 	}
+
+	// Reseed: never the active site; the standby is rebuilt and streams.
+	if r := labtest.Run(t, nil, append([]string{"db", "reseed", "--site", "tokyo"}, cfg...)...); r.Code != 1 || !strings.Contains(r.Stderr, "active site") {
+		t.Fatalf("reseed of the active site: exit %d\n%s", r.Code, r.Stderr)
+	}
+	r = labtest.Run(t, nil, append([]string{"db", "reseed", "--site", "osaka"}, cfg...)...)
+	t.Logf("reseed osaka: %s", strings.TrimSpace(r.Stdout))
+	if r.Code != 0 {
+		t.Fatalf("reseed osaka: exit %d\n%s", r.Code, r.Stderr)
+	}
+	waitStandby(t, l, "osaka", "tokyo")
 }
 
 type lockedWriter struct {
