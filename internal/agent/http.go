@@ -59,6 +59,11 @@ type metrics struct {
 
 	secondarySerial     *prometheus.GaugeVec
 	secondaryMismatches *prometheus.GaugeVec
+
+	slotRetained *prometheus.GaugeVec
+	slotActive   *prometheus.GaugeVec
+	fenced       prometheus.Gauge
+	syncOn       prometheus.Gauge
 }
 
 func newMetrics(reg *prometheus.Registry, site string) *metrics {
@@ -89,6 +94,11 @@ func newMetrics(reg *prometheus.Registry, site string) *metrics {
 
 		secondarySerial:     v("regdr_secondary_serial", "SOA serial a public secondary answered at the last verification.", "secondary", "zone"),
 		secondaryMismatches: v("regdr_secondary_sample_mismatches", "Sampled delegations a public secondary answers differently from the published version.", "secondary", "zone"),
+
+		slotRetained: v("regdr_replication_slot_retained_bytes", "WAL a physical replication slot keeps on the primary.", "slot"),
+		slotActive:   v("regdr_replication_slot_active", "1 if a standby is connected to the replication slot.", "slot"),
+		fenced:       f("regdr_site_fenced", "1 if the agent fenced its own database (it could not confirm its site is active under the current epoch)."),
+		syncOn:       f("regdr_replication_synchronous", "1 if the active site's synchronous_standby_names is set (failover.synchronous)."),
 	}
 }
 
@@ -123,6 +133,16 @@ func (a *Agent) observe(e status.EtcdView, pg *status.Postgres, epoch uint64) {
 	if pg.HeartbeatAgeSeconds != nil {
 		a.m.heartbeatAge.Set(*pg.HeartbeatAgeSeconds)
 	}
+	a.m.slotRetained.Reset()
+	a.m.slotActive.Reset()
+	for _, sl := range pg.Slots {
+		a.m.slotRetained.WithLabelValues(sl.Name).Set(float64(sl.RetainedBytes))
+		a.m.slotActive.WithLabelValues(sl.Name).Set(b2f(sl.Active))
+	}
+	a.mu.Lock()
+	a.m.fenced.Set(b2f(a.fence.Fenced))
+	a.m.syncOn.Set(b2f(a.st.Sync != nil && a.st.Sync.Setting != ""))
+	a.mu.Unlock()
 }
 
 func counter(reg *prometheus.Registry, site, name, help string, labels ...string) *prometheus.CounterVec {

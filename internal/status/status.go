@@ -78,9 +78,15 @@ type Postgres struct {
 	// HeartbeatAgeSeconds (standby) is how old the newest replicated
 	// heartbeat row is: an upper bound of the data-loss window if the
 	// primary died now.
-	HeartbeatAgeSeconds *float64  `json:"heartbeat_age_seconds,omitempty"`
-	Replicas            []Replica `json:"replicas,omitempty"`
-	MeasuredAt          time.Time `json:"measured_at"`
+	HeartbeatAgeSeconds *float64 `json:"heartbeat_age_seconds,omitempty"`
+	// LastReplay (standby) is the commit time of the last replayed
+	// transaction; it ages while the primary is idle, so lag in seconds
+	// comes from the heartbeat, not from it.
+	LastReplay *time.Time `json:"last_replay,omitempty"`
+	Replicas   []Replica  `json:"replicas,omitempty"`
+	// Slots (primary) are its physical replication slots.
+	Slots      []Slot    `json:"slots,omitempty"`
+	MeasuredAt time.Time `json:"measured_at"`
 }
 
 // Replica is one row of the primary's pg_stat_replication: lag as the
@@ -91,9 +97,21 @@ type Replica struct {
 	State      string   `json:"state"`
 	SyncState  string   `json:"sync_state"`
 	SentLSN    string   `json:"sent_lsn"`
+	WriteLSN   string   `json:"write_lsn,omitempty"`
+	FlushLSN   string   `json:"flush_lsn,omitempty"`
 	ReplayLSN  string   `json:"replay_lsn"`
 	LagBytes   int64    `json:"lag_bytes"`
 	LagSeconds *float64 `json:"lag_seconds,omitempty"`
+}
+
+// Slot is one physical replication slot on a primary.
+type Slot struct {
+	Name   string `json:"name"`
+	Active bool   `json:"active"`
+	// WALStatus is reserved, extended, unreserved or lost (lost: the
+	// standby can no longer catch up and needs a reseed).
+	WALStatus     string `json:"wal_status"`
+	RetainedBytes int64  `json:"retained_bytes"`
 }
 
 // ZoneState is the version of one zone a site serves.

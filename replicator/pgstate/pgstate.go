@@ -55,7 +55,8 @@ func Measure(ctx context.Context, q Querier) (*status.Postgres, error) {
 		st.LSN = lsn
 		st.Timeline = timelineOf(walfile)
 		rows, err := q.Query(ctx, `SELECT application_name, state, coalesce(sync_state, ''),
-			coalesce(sent_lsn::text, ''), coalesce(replay_lsn::text, ''),
+			coalesce(sent_lsn::text, ''), coalesce(write_lsn::text, ''), coalesce(flush_lsn::text, ''),
+			coalesce(replay_lsn::text, ''),
 			pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(replay_lsn, '0/0'::pg_lsn))::bigint,
 			extract(epoch FROM replay_lag)::float8
 			FROM pg_stat_replication ORDER BY application_name`)
@@ -66,7 +67,7 @@ func Measure(ctx context.Context, q Querier) (*status.Postgres, error) {
 		for rows.Next() {
 			var r status.Replica
 			var lag *float64
-			if err := rows.Scan(&r.Name, &r.State, &r.SyncState, &r.SentLSN, &r.ReplayLSN, &r.LagBytes, &lag); err != nil {
+			if err := rows.Scan(&r.Name, &r.State, &r.SyncState, &r.SentLSN, &r.WriteLSN, &r.FlushLSN, &r.ReplayLSN, &r.LagBytes, &lag); err != nil {
 				return nil, fmt.Errorf("pg_stat_replication row: %w", err)
 			}
 			// replay_lag is NULL once the standby has caught up and
@@ -85,6 +86,26 @@ func Measure(ctx context.Context, q Querier) (*status.Postgres, error) {
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("pg_stat_replication: %w", err)
 		}
+		rows.Close()
+		// Slot health: an inactive slot keeps WAL until the disk fills;
+		// a lost one means the standby needs a reseed.
+		srows, err := q.Query(ctx, `SELECT slot_name, active, coalesce(wal_status, ''),
+			coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint
+			FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name`)
+		if err != nil {
+			return nil, fmt.Errorf("pg_replication_slots: %w", err)
+		}
+		defer srows.Close()
+		for srows.Next() {
+			var sl status.Slot
+			if err := srows.Scan(&sl.Name, &sl.Active, &sl.WALStatus, &sl.RetainedBytes); err != nil {
+				return nil, fmt.Errorf("pg_replication_slots row: %w", err)
+			}
+			st.Slots = append(st.Slots, sl)
+		}
+		if err := srows.Err(); err != nil {
+			return nil, fmt.Errorf("pg_replication_slots: %w", err)
+		}
 		return st, nil
 	}
 	st.Role = "standby"
@@ -98,6 +119,11 @@ func Measure(ctx context.Context, q Querier) (*status.Postgres, error) {
 	if recv != nil {
 		st.ReceiveLSN = *recv
 	}
+	var lastReplay *time.Time
+	if err := q.QueryRow(ctx, `SELECT pg_last_xact_replay_timestamp()`).Scan(&lastReplay); err != nil {
+		return nil, fmt.Errorf("last replay timestamp: %w", err)
+	}
+	st.LastReplay = lastReplay
 	var tli *int64
 	err := q.QueryRow(ctx, `SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1),
 		(SELECT timeline_id FROM pg_control_checkpoint()))::bigint`).Scan(&tli)
