@@ -1,16 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/regdr/regdr/failover"
 	"github.com/regdr/regdr/internal/lab"
 )
 
@@ -81,8 +85,9 @@ func runRegdr(ctx context.Context, o options, log *slog.Logger) (res []sample, e
 			return res, ctx.Err()
 		}
 		s := sample{From: active, To: other}
-		start := time.Now()
-		phases, err := regdrSwitch(ctx, l, active, other)
+		// Plan and approval are people's work before the switchover;
+		// the clock starts when execute does.
+		phases, start, err := regdrSwitch(ctx, l, active, other)
 		if err != nil {
 			return res, fmt.Errorf("switchover %d (%s to %s): %w", i+1, active, other, err)
 		}
@@ -129,31 +134,64 @@ func runRegdr(ctx context.Context, o options, log *slog.Logger) (res []sample, e
 	return res, nil
 }
 
-// ---------------------------------------------------------------------
-// regdr switchover: filled in by the lead.
-//
-// regdrSwitch must move the active site from `from` to `to` with regdr's
-// own commands, as an operator would, and return when `regdr failover
-// execute` has reported success, e.g.:
-//
-//	regdr failover plan --to <to> --mode switchover -o json   -> plan id
-//	regdr failover approve <plan>   (second operator's key; lab operators)
-//	regdr failover execute <plan> -o json                     -> per-step timings
-//
-// run with labtest-style env (REGDR_CONFIG=l.State.Config) and the lab's
-// operator keys. Return the execute report's per-step timings as phases
-// (offsets from the start of execute: "freeze", "fence", "wait replay",
-// "promote", "epoch", "publish", "verify", ...) so the report prints them
-// like Patroni's. The approval is not part of the timed switchover in the
-// issue's sense; time only execute if plan/approve run first (then move
-// `start` in runRegdr below them).
-// ---------------------------------------------------------------------
-func regdrSwitch(ctx context.Context, l *lab.Lab, from, to string) (map[string]time.Duration, error) {
-	return nil, fmt.Errorf("regdr switchover: filled in by the lead (bench/switchover/regdr.go regdrSwitch): %w", errNotImplemented)
+// regdrSwitch moves the active site from `from` to `to` with regdr's own
+// commands, as operators would: alice plans, bob approves, alice executes.
+// It returns execute's steps as offsets from its start (when each step
+// finished), and that start.
+func regdrSwitch(ctx context.Context, l *lab.Lab, from, to string) (map[string]time.Duration, time.Time, error) {
+	bin, err := filepath.Abs(regdrBin())
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	run := func(args ...string) ([]byte, error) {
+		c := exec.CommandContext(ctx, bin, append(args, "--config", l.State.Config)...)
+		c.Env = append(os.Environ(), "REGDR_OPERATOR=alice")
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			return out, fmt.Errorf("regdr %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+		}
+		return out, nil
+	}
+	var plan failover.Plan
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := run("failover", "plan", "--to", to, "-o", "json")
+		if err == nil {
+			if err := json.Unmarshal(out, &plan); err != nil {
+				return nil, time.Time{}, err
+			}
+			break
+		}
+		// Right after the previous move the old primary may still be
+		// rejoining: the preflight refuses until it streams.
+		if time.Now().After(deadline) {
+			return nil, time.Time{}, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, err := run("failover", "approve", plan.ID, "--operator", "bob", "--key", l.OperatorKey("bob")); err != nil {
+		return nil, time.Time{}, err
+	}
+	start := time.Now()
+	out, err := run("failover", "execute", plan.ID, "--operator", "alice", "--key", l.OperatorKey("alice"), "-o", "json")
+	if err != nil {
+		return nil, start, err
+	}
+	var op failover.Operation
+	if err := json.Unmarshal(out, &op); err != nil {
+		return nil, start, err
+	}
+	phases := map[string]time.Duration{}
+	for _, st := range op.Steps {
+		if st.Status == failover.StepDone {
+			phases[st.Name] = st.Finished.Sub(op.Started)
+		}
+	}
+	return phases, start, nil
 }
 
-// errNotImplemented marks the regdr side as not wired yet.
-var errNotImplemented = errors.New("not implemented")
 
 func regdrBin() string {
 	if b := os.Getenv("REGDR_BIN"); b != "" {
