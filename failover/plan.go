@@ -53,6 +53,13 @@ type Check struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Detail string `json:"detail"`
+	// Advisory checks are shown but never block: a stale backup must not
+	// stop the failover that avoids needing it.
+	Advisory bool `json:"advisory,omitempty"`
+}
+
+func (c Check) blocks(mode string) bool {
+	return c.Status == Fail && !c.Advisory && !(mode == Disaster && strings.HasPrefix(c.Name, "source"))
 }
 
 // Plan is what operators approve. Every field but Hash is covered by
@@ -91,7 +98,7 @@ type Facts struct {
 // source's checks failing (that is the disaster), never the target's.
 func (p *Plan) OK() bool {
 	for _, c := range p.Checks {
-		if c.Status == Fail && !(p.Mode == Disaster && strings.HasPrefix(c.Name, "source")) {
+		if c.blocks(p.Mode) {
 			return false
 		}
 	}
@@ -102,7 +109,7 @@ func (p *Plan) OK() bool {
 func (p *Plan) Failed() []string {
 	var out []string
 	for _, c := range p.Checks {
-		if c.Status == Fail && !(p.Mode == Disaster && strings.HasPrefix(c.Name, "source")) {
+		if c.blocks(p.Mode) {
 			out = append(out, c.Name+": "+c.Detail)
 		}
 	}
@@ -305,7 +312,8 @@ func (pf *Preflight) Plan(ctx context.Context, to, mode, requester string) (*Pla
 		}
 	}
 
-	// Backups.
+	// Backups: advisory.
+	n := len(p.Checks)
 	if pf.Backups == nil {
 		add("backup", Unknown, "no verified-backup record available")
 	} else if at, ok, err := pf.Backups.LastVerified(ctx); err != nil {
@@ -316,6 +324,9 @@ func (pf *Preflight) Plan(ctx context.Context, to, mode, requester string) (*Pla
 		add("backup", Fail, "last verified backup is %s old (limit %s)", age.Round(time.Minute), fo.MaxBackupAge.Duration)
 	} else {
 		add("backup", Pass, "last verified backup %s ago", age.Round(time.Minute))
+	}
+	for i := n; i < len(p.Checks); i++ {
+		p.Checks[i].Advisory = true
 	}
 
 	// Freezes held by another operation.

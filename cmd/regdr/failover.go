@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/regdr/regdr/drills/backup"
 	"github.com/regdr/regdr/failover"
 	"github.com/regdr/regdr/internal/approval"
 	"github.com/regdr/regdr/internal/audit"
@@ -51,7 +52,8 @@ pass, fail or unknown, and why:
   zone ORIGIN    the target holds a gated version at least at the last
                  published serial
   keys ORIGIN    the target holds and proved the DNSSEC private keys
-  backup         age of the last verified backup restore
+  backup         age of the last verified backup restore (advisory: shown,
+                 never blocks; the failover is how you avoid needing it)
   freeze         no freeze held by anyone else; no other operation running
 
 A plan with a failing check is stored but cannot be executed (a disaster
@@ -78,7 +80,8 @@ unreachable.`,
 			defer cli.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			pf := &failover.Preflight{Cfg: cfg, Etcd: cli, Keys: keysFacts{cfg: cfg, cli: cli, keys: store.Keys{Prefix: cfg.Etcd.Prefix}}}
+			pf := &failover.Preflight{Cfg: cfg, Etcd: cli, Keys: keysFacts{cfg: cfg, cli: cli, keys: store.Keys{Prefix: cfg.Etcd.Prefix}},
+				Backups: backupFacts{cat: backup.NewCatalog(cli, cfg.Etcd.Prefix)}}
 			p, err := pf.Plan(ctx, to, mode, operatorName(operator))
 			if err != nil {
 				return err
@@ -113,7 +116,11 @@ func printPlan(w io.Writer, p *failover.Plan) {
 	fmt.Fprintf(w, "plan %s: %s %s → %s (epoch %d), requested by %s, expires %s\nhash %s\n\n",
 		p.ID, p.Mode, p.From, p.To, p.Epoch, p.RequestedBy, p.Expires.Format(time.RFC3339), p.Hash)
 	for _, c := range p.Checks {
-		fmt.Fprintf(w, "  %-8s %-22s %s\n", strings.ToUpper(c.Status), c.Name, c.Detail)
+		detail := c.Detail
+		if c.Advisory && c.Status != failover.Pass {
+			detail += " (advisory: does not block)"
+		}
+		fmt.Fprintf(w, "  %-8s %-22s %s\n", strings.ToUpper(c.Status), c.Name, detail)
 	}
 	if p.OK() {
 		fmt.Fprintf(w, "\nnext: another operator runs  regdr failover approve %s --key KEY\n", p.ID)

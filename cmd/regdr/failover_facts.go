@@ -8,6 +8,7 @@ import (
 	"github.com/miekg/dns"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/regdr/regdr/drills/backup"
 	"github.com/regdr/regdr/internal/config"
 	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/keys"
@@ -59,4 +60,19 @@ func (k keysFacts) Ready(ctx context.Context, site, zone string) (bool, string, 
 		return false, "", err
 	}
 	return rep.Ready, rep.String(), nil
+}
+
+// backupFacts answers the preflight's backup question from the backup
+// catalog: when a restore test last passed.
+type backupFacts struct{ cat *backup.Catalog }
+
+func (b backupFacts) LastVerified(ctx context.Context) (time.Time, bool, error) {
+	s, err := backup.Summarize(ctx, b.cat)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	if s.LastVerified == nil {
+		return time.Time{}, false, nil
+	}
+	return s.LastVerified.Finished, true, nil
 }

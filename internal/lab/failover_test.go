@@ -96,8 +96,12 @@ func TestLabSwitchover(t *testing.T) {
 		t.Fatalf("plan JSON: %v\n%s", err, r.Stdout)
 	}
 	for _, c := range p.Checks {
-		if c.Status == failover.Fail {
+		if c.Status == failover.Fail && !c.Advisory {
 			t.Errorf("check %s failed: %s", c.Name, c.Detail)
+		}
+		// No backup was verified in this lab: shown, advisory.
+		if c.Name == "backup" && (c.Status != failover.Fail || !c.Advisory) {
+			t.Errorf("check backup: %+v, want an advisory fail", c)
 		}
 		// The keys issue's facts: osaka proved it can sign what is
 		// published.
