@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/drills/load"
 	"github.com/regdr/regdr/failover"
@@ -60,6 +61,11 @@ func TestLabSwitchover(t *testing.T) {
 	env := func(op string) []string { return []string{"REGDR_OPERATOR=" + op} }
 	cfg := []string{"--config", l.State.Config}
 
+	// DNSSEC validates from outside before the move (and the verify
+	// step checks it after each one).
+	if res, err := l.Resolve(ctx, l.State.TLD, dns.TypeSOA); err != nil || !res.Secure {
+		t.Fatalf("Unbound before the switchover: %+v %v", res, err)
+	}
 	var watch serialWatch
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -132,8 +138,8 @@ func TestLabSwitchover(t *testing.T) {
 	r = labtest.Run(t, env("alice"), append(append([]string{"failover", "execute", id}, key("alice")...), cfg...)...)
 	took := time.Since(start)
 	t.Logf("execute (%s):\n%s%s", took.Round(time.Millisecond), r.Stderr, r.Stdout)
-	if r.Code != 0 {
-		t.Fatalf("execute: exit %d", r.Code)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "DNSSEC validates") {
+		t.Fatalf("execute: exit %d (or DNSSEC not validated from outside)", r.Code)
 	}
 
 	// The new primary takes writes; the old one refuses them.

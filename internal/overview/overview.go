@@ -102,6 +102,21 @@ func Collect(ctx context.Context, cfg *config.Config, cli *clientv3.Client, time
 			// What the public secondaries serve, as the publisher checked.
 			d.Secondaries = a.Secondaries
 		}
+		if a != nil {
+			if a.Fence != nil && a.Fence.Fenced {
+				d.Fenced = append(d.Fenced, fmt.Sprintf("%s (%s)", s.Name, a.Fence.Reason))
+			}
+			if s.Name == d.ActiveSite && a.Sync != nil {
+				d.Sync = a.Sync
+			}
+			if a.Backup != nil && d.Backup == nil {
+				d.Backup = a.Backup
+			}
+			if s.Name != d.ActiveSite && a.Postgres != nil && a.Postgres.HeartbeatAgeSeconds != nil && d.RPOSeconds == nil {
+				v := *a.Postgres.HeartbeatAgeSeconds
+				d.RPOSeconds = &v
+			}
+		}
 		switch {
 		case a != nil:
 			row.AgentAlive, row.AgentSeen, row.Health = true, "http", a.Health

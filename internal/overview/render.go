@@ -95,6 +95,28 @@ func Render(w io.Writer, d status.Deployment) error {
 	} else {
 		fmt.Fprintln(w, "Frozen: no")
 	}
+	if d.RPOSeconds != nil {
+		mode := "asynchronous"
+		if d.Sync != nil && d.Sync.Setting != "" {
+			mode = "synchronous (" + d.Sync.Setting + ")"
+		}
+		fmt.Fprintf(w, "Replication: %s; RPO now %.1f s (age of the newest heartbeat at the standby)\n", mode, *d.RPOSeconds)
+	}
+	for _, f := range d.Fenced {
+		fmt.Fprintln(w, "FENCED: "+f)
+	}
+	if b := d.Backup; b != nil {
+		switch {
+		case b.LastVerifiedTime.IsZero():
+			fmt.Fprintln(w, "Backup: no restore test has passed yet")
+		default:
+			stale := ""
+			if b.Stale {
+				stale = " (STALE)"
+			}
+			fmt.Fprintf(w, "Backup: last verified %s at %s%s; last run %s\n", b.LastVerifiedID, b.LastVerifiedTime.UTC().Format(time.RFC3339), stale, dash(b.LastResult))
+		}
+	}
 	for _, s := range d.Sites {
 		for _, p := range s.Problems {
 			fmt.Fprintf(w, "! %s: %s\n", s.Site, p)

@@ -183,7 +183,16 @@ type Deployment struct {
 	// Secondaries is what the active site last verified at each public
 	// secondary.
 	Secondaries []SecondaryCheck `json:"secondaries,omitempty"`
-	Notes       []string         `json:"notes,omitempty"`
+	// Fenced lists sites whose agent fenced its database, with why.
+	Fenced []string `json:"fenced,omitempty"`
+	// Sync is the active site's synchronous replication, when managed.
+	Sync *SyncState `json:"sync,omitempty"`
+	// RPOSeconds is the data-loss window if the active site died now: the
+	// age of the newest heartbeat replicated to the standby.
+	RPOSeconds *float64 `json:"rpo_seconds,omitempty"`
+	// Backup is the catalog's view of backup restore tests.
+	Backup *BackupState `json:"backup,omitempty"`
+	Notes  []string     `json:"notes,omitempty"`
 }
 
 // SiteRow is one line of the status table (patronictl list style).
