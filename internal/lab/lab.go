@@ -290,6 +290,12 @@ func Up(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.upBackup(ctx, step); err != nil {
 		return l, err
 	}
+	// Steady state before "up": every standby streams and holds the
+	// zone, so a plan made right away finds nothing missing.
+	step("waiting for osaka to stream and hold the zone")
+	if err := l.waitSteady(ctx); err != nil {
+		return l, err
+	}
 	step("up: config %s", st.Config)
 	return l, nil
 }
@@ -766,4 +772,41 @@ func (l *Lab) RecoverEtcd(ctx context.Context, member string) error {
 		_, err := cli.Put(c, "/regdr-lab/recovered", member)
 		return err
 	})
+}
+
+// waitSteady waits until every standby site streams from the primary and
+// its agent serves a zone version.
+func (l *Lab) waitSteady(ctx context.Context) error {
+	active, _ := l.Cfg.Site(l.State.Active)
+	for _, s := range l.Cfg.DataSites() {
+		if s.Name == active.Name {
+			continue
+		}
+		err := waitUntil(ctx, 60*time.Second, s.Name+" to stream from "+active.Name, func() error {
+			c, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			conn, err := pgx.Connect(c, active.Postgres)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(context.Background())
+			var n int
+			if err := conn.QueryRow(c, "SELECT count(*) FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", s.Name).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("%s not streaming", s.Name)
+			}
+			for _, z := range l.Cfg.Zones {
+				if _, err := zonepull.QuerySerial(c, s.DNSAddr, z.Origin); err != nil {
+					return fmt.Errorf("%s serves no %s yet: %w", s.Name, z.Origin, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
