@@ -378,6 +378,12 @@ func (a *Agent) problems(e status.EtcdView, pg *status.Postgres) []string {
 			p = append(p, "zone "+z.Origin+": "+z.Error)
 		}
 	}
+	if a.st.Keys != nil && a.st.Keys.Error != "" {
+		p = append(p, "key transport: "+a.st.Keys.Error)
+	}
+	if a.fence.Fenced {
+		p = append(p, "database fenced: "+a.fence.Reason)
+	}
 	if a.st.Role == "active" {
 		for _, c := range a.secondaries {
 			if c.Error != "" {
