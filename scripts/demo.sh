@@ -34,4 +34,15 @@ echo "== kdig @$1 -p $2 $tld SOA +short   (Knot, the public secondary)"
 kdig @"$1" -p "$2" "$tld" SOA +short
 
 echo
+echo "== a full drill: planned switchover to osaka and back, under registry load"
+echo "   (regdr drill run drills/scenarios/planned-switchover-and-back.yaml)"
+$BIN drill run drills/scenarios/planned-switchover-and-back.yaml --lab-dir "$DIR" --yes --operator alice --log-level warn
+
+echo
+echo "== regdr status after the drill"
+$BIN status
+
+echo
+echo "The drill's reports (JSON, Markdown, and an HTML page with its timeline) are in $DIR/drills/:"
+ls -1 "$DIR"/drills/*.html
 echo "The lab keeps running. Stop it with: $BIN lab down --dir $DIR"

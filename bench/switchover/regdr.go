@@ -192,7 +192,6 @@ func regdrSwitch(ctx context.Context, l *lab.Lab, from, to string) (map[string]t
 	return phases, start, nil
 }
 
-
 func regdrBin() string {
 	if b := os.Getenv("REGDR_BIN"); b != "" {
 		return b

@@ -11,8 +11,9 @@
 # `go run ./bench/zonecheck`. It runs each tool on base.zone under
 # /usr/bin/time, then the incremental case: `regdr zone check next.zone
 # --previous base.zone` (both files parsed, every signature verified), and
-# in process the gates with the previous version marked verified
-# (`go run ./bench/zonecheck/prof -incremental`).
+# in process the gates with the previous version marked verified, plus the
+# IXFR difference between the two versions in a zone store
+# (`go run ./bench/zonecheck/prof -incremental -ixfr DIR`).
 #
 # Environment: REGDR (default bin/regdr), WORK (default /tmp/regdr-zonecheck),
 # TOOLS (default "regdr kzonecheck dnssec-verify ldns-verify-zone validns").
@@ -102,7 +103,8 @@ for n in $SIZES; do
 	set -- $(timed $c)
 	echo "| regdr CLI: both files parsed, every signature verified | \`$c\` | $1 | $4 | $(($2 / 1024)) | $3 |"
 	go build -o "$WORK/prof" ./bench/zonecheck/prof
-	for mode in "" "-incremental"; do
+	for mode in "" "-incremental -ixfr $WORK/store-$n"; do
+		rm -rf "$WORK/store-$n"
 		c="$WORK/prof -zone $dir/next.zone -previous $dir/base.zone $mode"
 		echo
 		echo "In process, \`$c\`:"
@@ -112,4 +114,5 @@ for n in $SIZES; do
 		$c 2>&1 | sed 's/^[0-9/]* [0-9:]* //'
 		echo '```'
 	done
+	rm -rf "$WORK/store-$n"
 done

@@ -17,7 +17,11 @@ import (
 	"github.com/regdr/regdr/drills/report"
 	"github.com/regdr/regdr/drills/runner"
 	"github.com/regdr/regdr/drills/scenario"
+	"github.com/regdr/regdr/internal/approval"
+	"github.com/regdr/regdr/internal/audit"
+	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/lab"
+	"github.com/regdr/regdr/internal/store"
 )
 
 func newDrillCmd(g *globals) *cobra.Command {
@@ -32,7 +36,7 @@ availability, serial continuity and DNSSEC validity as JSON, Markdown and a
 self-contained HTML page with a timeline.`,
 		RunE: groupRun,
 	}
-	cmd.AddCommand(newDrillValidateCmd(g), newDrillRunCmd(g), newDrillHistoryCmd(g))
+	cmd.AddCommand(newDrillValidateCmd(g), newDrillRunCmd(g), newDrillHistoryCmd(g), newDrillRequestCmd(g), newDrillApproveCmd(g))
 	return cmd
 }
 
@@ -115,8 +119,10 @@ A confirm step asks on the terminal; with --yes, or without a terminal, it is
 confirmed automatically and the report says so.
 
 Scenarios marked target.production: true are refused unless --production is
-given; this build drives only the lab, so production drills are refused
-either way (the two-person approval for them is not wired yet).
+given, and --production needs a two-person approval of that exact file: the
+runner requests it (regdr drill request FILE), another operator approves it
+(regdr drill approve NAME --key KEY), then the requester runs it before the
+request expires. This build drives labs only; --lab-dir names the target.
 
 Exit codes: 0 passed, 1 failed, aborted or could not start, 2 usage.`,
 		Args: cobra.ExactArgs(1),
@@ -126,14 +132,19 @@ Exit codes: 0 passed, 1 failed, aborted or could not start, 2 usage.`,
 				return withCode(exitFailed, err)
 			}
 			if s.Target.Production && !production {
-				return withCode(exitFailed, fmt.Errorf("drill %s targets production: it needs --production and a two-person approval: %w", s.Name, runner.ErrProduction))
-			}
-			if production {
-				return withCode(exitFailed, fmt.Errorf("drill %s: --production: this build runs drills only against a lab; production drills need the two-person approval flow, which is not wired yet: %w", s.Name, runner.ErrProduction))
+				return withCode(exitFailed, fmt.Errorf("drill %s targets production: it needs --production and a two-person approval (regdr drill request, then another operator's regdr drill approve): %w", s.Name, runner.ErrProduction))
 			}
 			l, err := lab.Open(labDir)
 			if err != nil {
 				return withCode(exitFailed, err)
+			}
+			target := "lab " + l.State.Dir
+			if production {
+				approvers, err := drillProductionCheck(cmd, l, s.Name, args[0], operatorName(operator))
+				if err != nil {
+					return withCode(exitFailed, err)
+				}
+				target += " (production scenario, requested by " + operatorName(operator) + ", approved by " + strings.Join(approvers, ", ") + ")"
 			}
 			if reportDir == "" {
 				reportDir = filepath.Join(l.State.Dir, "drills")
@@ -144,7 +155,7 @@ Exit codes: 0 passed, 1 failed, aborted or could not start, 2 usage.`,
 				return withCode(exitFailed, err)
 			}
 			defer env.Close()
-			opts := runner.Options{Faults: env, Observer: env, Commander: env, Loader: env, Target: "lab " + l.State.Dir, Log: log}
+			opts := runner.Options{Faults: env, Observer: env, Commander: env, Loader: env, Target: target, Production: production, Log: log}
 			if !yes && drillIsTerminal(os.Stdin) {
 				opts.Confirm = func(ctx context.Context, prompt string) (bool, error) {
 					return drillAskYes(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), prompt)
@@ -324,4 +335,129 @@ func drillDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// drillProductionCheck checks the two-person approval of a production
+// drill in the target's etcd and returns the approvers.
+func drillProductionCheck(cmd *cobra.Command, l *lab.Lab, name, file, runnerName string) ([]string, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := etcdclient.Dial(l.Cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	defer cancel()
+	v, err := runner.CheckApproved(ctx, cli, store.Keys{Prefix: l.Cfg.Etcd.Prefix}, name, raw, runnerName, l.Cfg.Operators, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return v.Approvers, nil
+}
+
+func newDrillRequestCmd(g *globals) *cobra.Command {
+	var operator string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "request FILE",
+		Short: "Ask a second operator to approve a production drill",
+		Long: `Stores a request to run the production scenario FILE (its SHA-256, you as
+the requester, an expiry) for another operator to approve with
+'regdr drill approve NAME'. Only you may then run it, with --production,
+before the request expires; editing the file voids the approval.
+
+Exit codes: 0 requested, 1 refused, 2 usage, 3 etcd unreachable.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, err := scenario.Load(args[0])
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			if !s.Target.Production {
+				return withCode(exitFailed, fmt.Errorf("drill %s is a lab drill (target.production is not set): it needs no approval", s.Name))
+			}
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			cfg, cli, err := g.dialEtcd()
+			if err != nil {
+				if cfg != nil {
+					return withCode(exitNoAccess, err)
+				}
+				return err
+			}
+			defer cli.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			keys := store.Keys{Prefix: cfg.Etcd.Prefix}
+			who := operatorName(operator)
+			req := runner.NewRequest(s.Name, raw, who, time.Now(), ttl)
+			if err := runner.PutRequest(ctx, cli, keys, req); err != nil {
+				return withCode(exitNoAccess, err)
+			}
+			if _, err := audit.New(cli, keys).Append(ctx, audit.Entry{Who: who, Action: "drill.request", Target: runner.KindDrill + "/" + s.Name,
+				Result: "ok", Detail: map[string]string{"digest": req.Digest, "expires": req.Expires.Format(time.RFC3339)}}); err != nil {
+				return fmt.Errorf("drill %s requested, but the audit append failed: %w", s.Name, err)
+			}
+			if g.json() {
+				return writeJSON(cmd.OutOrStdout(), req)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "drill %s requested by %s (sha256 %s), expires %s\nnext: another operator runs  regdr drill approve %s --key KEY\n",
+				s.Name, who, req.Digest, req.Expires.Format(time.RFC3339), s.Name)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&operator, "operator", "", "who requests, and will run it (default $REGDR_OPERATOR or the OS user)")
+	cmd.Flags().DurationVar(&ttl, "ttl", runner.DefaultRequestTTL, "how long the request (and its approval) stays valid")
+	return cmd
+}
+
+func newDrillApproveCmd(g *globals) *cobra.Command {
+	var sf signFlags
+	cmd := &cobra.Command{
+		Use:   "approve NAME (--key FILE | --signature FILE | --print-message)",
+		Short: "Approve another operator's production drill request, with your SSH key",
+		Long: `Signs the pending request of drill NAME (scenario digest, requester,
+expiry) with your SSH key; the signature is checked against your key in the
+config and the requester cannot approve their own drill. Refusals are
+audited too.
+
+Exit codes: 0 approved, 1 refused, 2 usage, 3 etcd unreachable.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, cli, err := g.dialEtcd()
+			if err != nil {
+				if cfg != nil {
+					return withCode(exitNoAccess, err)
+				}
+				return err
+			}
+			defer cli.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			keys := store.Keys{Prefix: cfg.Etcd.Prefix}
+			req, err := runner.GetRequest(ctx, cli, keys, args[0])
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			a, done, err := sf.approval(cmd, req)
+			if err != nil || done {
+				return err
+			}
+			if err := approval.Approve(ctx, cli, keys, audit.New(cli, keys), req, a, cfg.Operators); err != nil {
+				return withCode(exitFailed, err)
+			}
+			if g.json() {
+				return writeJSON(cmd.OutOrStdout(), map[string]any{"drill": req.ID, "approved_by": a.Operator, "requester": req.Requester})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "drill %s approved by %s; %s may now run: regdr drill run FILE --production\n", req.ID, a.Operator, req.Requester)
+			return nil
+		},
+	}
+	sf.add(cmd)
+	return cmd
 }

@@ -65,11 +65,7 @@ func TestDrillRunRefusals(t *testing.T) {
 	if err := os.WriteFile(prod, []byte("name: prod\ntarget: {production: true}\nsteps: [{action: stop-generator}]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := run(t, "drill", "run", prod, "--production", "--lab-dir", dir)
-	if r.Code != 1 || !strings.Contains(r.Stderr, "production drill refused") {
-		t.Errorf("--production: exit %d %s", r.Code, r.Stderr)
-	}
-	r = run(t, "drill", "run", prod, "--lab-dir", dir)
+	r := run(t, "drill", "run", prod, "--lab-dir", dir)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "targets production: it needs --production") {
 		t.Errorf("production scenario: exit %d %s", r.Code, r.Stderr)
 	}
@@ -113,5 +109,34 @@ func TestDrillHistory(t *testing.T) {
 	var got []report.Entry
 	if err := json.Unmarshal([]byte(r.Stdout), &got); err != nil || len(got) != 2 || *got[1].RTOSeconds != 9 {
 		t.Errorf("json history: %v %s", err, r.Stdout)
+	}
+}
+
+// TestDrillRequest: a production drill request is stored for the exact
+// file, and the approver sees precisely what they sign.
+func TestDrillRequest(t *testing.T) {
+	eps, _ := etcdtest.Start(t)
+	path := writeConfig(t, deployment{etcd: eps[0], tokyo: closedAddr(t), osaka: closedAddr(t), witness: closedAddr(t), secretMode: 0o600})
+	dir := t.TempDir()
+	prod := filepath.Join(dir, "prod.yaml")
+	if err := os.WriteFile(prod, []byte("name: prod\ntarget: {production: true}\nsteps: [{action: stop-generator}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "--config", path, "-o", "json", "drill", "request", prod, "--operator", "alice")
+	var req struct{ Kind, ID, Digest, Requester string }
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &req) != nil || req.Kind != "drill" || req.ID != "prod" || req.Requester != "alice" || len(req.Digest) != 64 {
+		t.Fatalf("request: exit %d %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	r = run(t, "--config", path, "drill", "approve", "prod", "--print-message")
+	if r.Code != 0 || !strings.Contains(r.Stdout, `kind "drill"`) || !strings.Contains(r.Stdout, req.Digest) || !strings.Contains(r.Stdout, `requester "alice"`) {
+		t.Errorf("print-message: exit %d %s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := run(t, "--config", path, "drill", "approve", "other", "--print-message"); r.Code != 1 || !strings.Contains(r.Stderr, "has no request") {
+		t.Errorf("approve without request: exit %d %s", r.Code, r.Stderr)
+	}
+	lab := filepath.Join(dir, "lab.yaml")
+	os.WriteFile(lab, []byte("name: lab-only\nsteps: [{action: stop-generator}]\n"), 0o644)
+	if r := run(t, "--config", path, "drill", "request", lab); r.Code != 1 || !strings.Contains(r.Stderr, "needs no approval") {
+		t.Errorf("lab drill request: exit %d %s", r.Code, r.Stderr)
 	}
 }

@@ -43,6 +43,7 @@ func newZoneCmd(g *globals) *cobra.Command {
 
 type zoneCheckFlags struct {
 	origin, previous, published, at string
+	previousVerified                bool
 	expect                          int
 	required                        []string
 	cfg                             gates.Config
@@ -82,6 +83,7 @@ or an unreadable file.`,
 	fl.StringVar(&f.origin, "origin", "", "the zone's origin, with its trailing dot (required)")
 	fl.StringVar(&f.previous, "previous", "", "the last accepted version, for the serial and required gates")
 	fl.StringVar(&f.published, "published", "", "the last published version, for the change budget (default: --previous)")
+	fl.BoolVar(&f.previousVerified, "previous-verified", false, "the --previous version passed the dnssec gate: verify only signatures that changed (the incremental check)")
 	fl.StringVar(&f.at, "at", "", "validate signatures as of this RFC 3339 time (default: now), for archived versions")
 	fl.IntVar(&f.expect, "expect-delegations", -1, "delegations the registry database holds (reconciliation); -1 skips the gate")
 	fl.StringSliceVar(&f.required, "required", nil, "a name that must be present (repeatable)")
@@ -123,15 +125,24 @@ func runZoneCheck(cmd *cobra.Command, g *globals, f zoneCheckFlags, file string)
 	var err error
 	// A candidate that does not parse is blocked (exit 1), like any other
 	// gate failure; reference versions that do not parse are bad usage.
+	// The candidate and --previous parse at the same time.
+	var prevErr error
+	prevDone := make(chan struct{})
+	go func() {
+		defer close(prevDone)
+		if f.previous != "" {
+			in.Previous, prevErr = zone.ParseFile(f.previous, f.origin)
+		}
+	}()
 	cand, perr := zone.ParseFile(file, f.origin)
+	<-prevDone
 	if perr != nil && isUnreadable(perr) {
 		return usageErr(perr)
 	}
-	if f.previous != "" {
-		if in.Previous, err = zone.ParseFile(f.previous, f.origin); err != nil {
-			return usageErr(fmt.Errorf("--previous: %w", err))
-		}
+	if prevErr != nil {
+		return usageErr(fmt.Errorf("--previous: %w", prevErr))
 	}
+	in.PreviousVerified = f.previousVerified && in.Previous != nil
 	if f.published != "" {
 		if in.Published, err = zone.ParseFile(f.published, f.origin); err != nil {
 			return usageErr(fmt.Errorf("--published: %w", err))

@@ -83,6 +83,8 @@ type Agent struct {
 	// this site after becoming active.
 	takenOver   map[string]uint64
 	takeoverNow chan struct{}
+	// takeoverAt is when this site became active, per zone it took over.
+	takeoverAt map[string]time.Time
 	// rejoining is set while the database is being rejoined as a standby.
 	rejoining bool
 	// degrader applies the synchronous replication rule at the active site.
@@ -110,6 +112,7 @@ func New(cfg *config.Config, site string, log *slog.Logger) (*Agent, error) {
 		recheck:     make(chan struct{}, 1),
 		takeoverNow: make(chan struct{}, 1),
 		takenOver:   map[string]uint64{},
+		takeoverAt:  map[string]time.Time{},
 		zones:       map[string]status.ZoneState{},
 		secondaries: map[string]status.SecondaryCheck{},
 		reg:         prometheus.NewRegistry(),

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -179,6 +181,14 @@ func (a *Agent) takeovers(ctx context.Context) {
 	a.mu.Lock()
 	epoch := a.st.Epoch
 	a.mu.Unlock()
+	// When this site became active: generator files written since then
+	// are the new site's registry output.
+	since := time.Now()
+	actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+	if rec, found, err := store.GetActive(actx, a.etcd, a.keys); err == nil && found && rec.Site == a.site.Name {
+		since = rec.Since
+	}
+	acancel()
 	for _, zc := range a.cfg.Zones {
 		origin := dns.Fqdn(zc.Origin)
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -211,11 +221,15 @@ func (a *Agent) takeovers(ctx context.Context) {
 		}
 		a.mu.Lock()
 		a.takenOver[origin] = epoch
+		a.takeoverAt[origin] = since
 		a.mu.Unlock()
 		a.log.Info("took over publication", "zone", origin, "serial", serial, "epoch", epoch, "previous", v.Serial, "previous_site", v.Site)
 		// The registry's generator may have written here before this
-		// site learnt it is active; that file was ignored then.
-		a.loadFile(ctx, ZoneFile(a.site.ZoneDir, origin), false)
+		// site learnt it is active; that file was ignored then. An older
+		// file (from when this site was last active) is not looked at.
+		if fi, err := os.Stat(ZoneFile(a.site.ZoneDir, origin)); err == nil && !fi.ModTime().Before(since.Add(-time.Second)) {
+			a.loadFile(ctx, ZoneFile(a.site.ZoneDir, origin), false)
+		}
 	}
 }
 
@@ -300,4 +314,33 @@ func (a *Agent) syncCheck(ctx context.Context, role string, pg *status.Postgres)
 	a.mu.Lock()
 	a.st.Sync = st
 	a.mu.Unlock()
+}
+
+// afterTakeover handles the registry generator's first versions at a site
+// that just took over: the takeover published the last version under a
+// serial of regdr's choosing, which the generator does not know, so its
+// next version may carry the same or a lower serial (its clock, its
+// counter). Such a version, written after the takeover, gets the next
+// serial (only the SOA is re-signed) instead of being refused as a
+// regression. A file older than the takeover is never raised: a stale file
+// must meet the serial gate.
+func (a *Agent) afterTakeover(z *zone.Zone, written time.Time) (*zone.Zone, uint32, bool) {
+	a.mu.Lock()
+	zs := a.zones[z.Origin]
+	at, ok := a.takeoverAt[z.Origin]
+	a.mu.Unlock()
+	cur := a.dns.Zone(z.Origin)
+	// Raised versions chain until the generator's own serials overtake.
+	regdrSerial := strings.HasPrefix(zs.Source, "takeover:") || strings.Contains(zs.Source, "raised above the takeover")
+	if !ok || cur == nil || !regdrSerial || written.Before(at.Add(-time.Second)) ||
+		zone.SerialLess(cur.Serial, z.Serial) || cur.Digest == z.Digest {
+		return nil, 0, false
+	}
+	rz, err := a.resign(z, cur.Serial+1)
+	if err != nil {
+		a.log.Error("raise the generator's serial after the takeover", "zone", z.Origin, "err", err)
+		return nil, 0, false
+	}
+	a.log.Warn("generator version's serial raised above the takeover's", "zone", z.Origin, "from", z.Serial, "to", cur.Serial+1)
+	return rz, z.Serial, true
 }

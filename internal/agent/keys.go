@@ -275,6 +275,15 @@ func (a *Agent) syncKeys(ctx context.Context, s *keys.Sender, r *keys.Receiver, 
 			}
 		}()
 	}
+	if err == nil {
+		// A key deleted here must stop counting as proved (a failover
+		// would find this site unable to sign).
+		if dropped, derr := r.DropStale(ctx, ks); derr != nil {
+			a.log.Warn("withdraw stale key receipts", "err", derr)
+		} else if len(dropped) > 0 {
+			problem = "keys gone from the key directory, receipts withdrawn: " + strings.Join(dropped, "; ")
+		}
+	}
 	if err != nil {
 		problem = err.Error()
 	} else if a.role() == "active" {

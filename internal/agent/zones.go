@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/internal/status"
+	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
 	"github.com/regdr/regdr/replicator/zonemeta"
@@ -62,6 +63,8 @@ func (a *Agent) startDNS(ctx context.Context) error {
 		Addr:   a.site.DNSAddr,
 		TSIG:   keys,
 		Logger: a.log,
+		// IXFR from the stored differences between versions.
+		History: a.store,
 		OnNotify: func(origin string, serial uint32, from netip.AddrPort) {
 			// Runs on the DNS server's goroutine: hand off, never block.
 			select {
@@ -153,7 +156,8 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 	if origin == "" {
 		return
 	}
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return
 	}
 	if event && a.role() != "active" {
@@ -173,7 +177,11 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 		n := m.Delegations
 		o.expectedDelegations = &n
 	}
-	_ = a.publish(ctx, z, "file:"+filepath.Base(path), o)
+	source := "file:" + filepath.Base(path)
+	if rz, from, ok := a.afterTakeover(z, fi.ModTime()); ok {
+		z, source = rz, fmt.Sprintf("%s (serial %d raised above the takeover's)", source, from)
+	}
+	_ = a.publish(ctx, z, source, o)
 }
 
 // accept runs the safety gates on a version and serves it if they pass:
@@ -182,8 +190,12 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 // TSIG proves the sender, not the data (RIPE 2017). A blocked version is
 // never served; the site keeps serving the last good one (.hk 2004). At the
 // active site a frozen zone is not published at all until thawed.
-func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string) {
-	_ = a.publish(ctx, z, source, publishOpts{})
+func (a *Agent) accept(ctx context.Context, z *zone.Zone, source string, publishedAsIs bool) {
+	o := publishOpts{}
+	if publishedAsIs {
+		o.skipGates = map[string]bool{"budget": true}
+	}
+	_ = a.publish(ctx, z, source, o)
 }
 
 // publishOpts loosen accept for an operator's explicit action.
@@ -231,7 +243,8 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 			}
 		}
 	}
-	rep := gates.Run(ctx, gl, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now(), ExpectedDelegations: o.expectedDelegations})
+	rep := gates.Run(ctx, gl, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now(),
+		ExpectedDelegations: o.expectedDelegations, PreviousVerified: a.dnssecVerified(cur)})
 	var overriddenBy []string
 	if !rep.Pass {
 		// Two operators may have signed off this exact version (.se
@@ -455,6 +468,34 @@ func (a *Agent) pullIfStandby(ctx context.Context) {
 			a.log.Warn("zone pull failed", "zone", origin, "from", active, "err", err)
 			continue
 		}
-		a.accept(ctx, z, "axfr:"+active)
+		a.accept(ctx, z, "axfr:"+active, a.publishedAsIs(ctx, z))
 	}
+}
+
+// publishedAsIs reports whether the active site recorded exactly this
+// version (serial and digest) as published in etcd's zone index. Its change
+// budget was judged there against what was published before; a standby
+// returning from an outage would otherwise judge it against its own stale
+// copy and block it. Every other gate still runs here.
+func (a *Agent) publishedAsIs(ctx context.Context, z *zone.Zone) bool {
+	if a.etcd == nil {
+		return false
+	}
+	c, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var v store.PublishedVersion
+	_, found, err := store.GetJSON(c, a.etcd, a.keys.ZoneVersion(z.Origin, z.Serial), &v)
+	return err == nil && found && v.Digest == z.Digest && v.Serial == z.Serial
+}
+
+// dnssecVerified reports whether cur passed the dnssec gate when it was
+// stored, so the gates verify only signatures that changed since. A version
+// published by override after a dnssec failure keeps its failing result.
+func (a *Agent) dnssecVerified(cur *zone.Zone) bool {
+	if cur == nil || a.store == nil {
+		return false
+	}
+	m, err := a.store.Get(cur.Origin, cur.Serial)
+	return err == nil && m.Digest == cur.Digest && m.Report != nil &&
+		m.Report.Digest == cur.Digest && m.Report.Passed(gates.GateDNSSEC)
 }

@@ -1,12 +1,15 @@
 package zonestore
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"os"
 	"sync"
 
@@ -71,9 +74,10 @@ func (c *deltaCache) put(k string, d *Delta) {
 // Delta computes the difference from origin's stored version from to the
 // version to (normally the one being served, which the agent has stored
 // before serving it). It works on the stored canonical text, not on
-// parsed zones: both objects are sorted lines, so one merge pass finds
-// the changed lines and only those are parsed. On a 1,000,000-delegation
-// zone that is a read and a hash of each file instead of two full parses.
+// parsed zones: both objects are sorted lines, so one streaming merge of
+// the two files finds the changed lines and only those are parsed. On a
+// 1,000,000-delegation zone that is a read and a hash of each file
+// instead of two full parses, in constant memory but for the delta.
 //
 // The error wraps ErrNotFound when from is not stored (pruned, or never
 // seen here), ErrSerialReused when from is ambiguous, ErrCorrupt when an
@@ -102,21 +106,29 @@ func (s *Store) Delta(ctx context.Context, origin string, from uint32, to *zone.
 	if d := s.deltas.get(key); d != nil {
 		return d, nil
 	}
-	old, err := readObject(s.objectPath(m.Digest), m.Digest)
+	old, err := openObject(s.objectPath(m.Digest), m.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	cur, err := readObject(s.objectPath(to.Digest), to.Digest)
+	defer old.Close()
+	cur, err := openObject(s.objectPath(to.Digest), to.Digest)
 	if errors.Is(err, os.ErrNotExist) {
 		// Not stored (yet): its text is computed from the records.
-		cur, err = canonicalBytes(to), nil
+		cur, err = textObject(canonicalBytes(to), to.Digest), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
+	defer cur.Close()
 	d, err := diffLines(ctx, old, cur, len(to.Records))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	// Only now is it known that every byte read was the stored version.
+	for _, o := range []*object{old, cur} {
+		if err := o.check(); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
 	}
 	if d.FromSOA == nil || d.ToSOA == nil || d.FromSOA.Serial != from || d.ToSOA.Serial != to.Serial {
 		return nil, fmt.Errorf("%s: %w: stored texts do not hold the SOAs of serials %d and %d", what, ErrCorrupt, from, to.Serial)
@@ -125,22 +137,72 @@ func (s *Store) Delta(ctx context.Context, origin string, from uint32, to *zone.
 	return d, nil
 }
 
-// readObject reads an object and checks it against its digest.
-func readObject(path, digest string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// object is a stored version's text read line by line, hashed on the
+// way so that its digest is checked without holding the whole file (a
+// 1,000,000-delegation zone is over 400 MB of text).
+type object struct {
+	path   string
+	digest string
+	f      *os.File
+	sc     *bufio.Scanner
+	h      hash.Hash
+	n      int64
+	err    error
+}
+
+func openObject(path, digest string) (*object, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read object: %w", err)
 	}
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != digest {
-		return nil, fmt.Errorf("object %s: %w: %d bytes hash to %x, want %s", path, ErrCorrupt, len(b), sum, digest)
+	o := &object{path: path, digest: digest, f: f, h: sha256.New()}
+	o.sc = bufio.NewScanner(io.TeeReader(f, o.h))
+	o.sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	return o, nil
+}
+
+// textObject is an object over text already in memory.
+func textObject(text []byte, digest string) *object {
+	o := &object{path: "(computed)", digest: digest, h: sha256.New()}
+	o.sc = bufio.NewScanner(io.TeeReader(bytes.NewReader(text), o.h))
+	o.sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	return o
+}
+
+// next returns the next line without its newline, or nil at the end.
+func (o *object) next() []byte {
+	if o.sc.Scan() {
+		o.n += int64(len(o.sc.Bytes())) + 1
+		return o.sc.Bytes()
 	}
-	return b, nil
+	o.err = o.sc.Err()
+	return nil
+}
+
+// check reports an object that could not be read to its end or whose
+// bytes do not hash to its digest. Call after next returned nil.
+func (o *object) check() error {
+	if o.err != nil {
+		return fmt.Errorf("object %s: %w: %w", o.path, ErrCorrupt, o.err)
+	}
+	if sum := hex.EncodeToString(o.h.Sum(nil)); sum != o.digest {
+		return fmt.Errorf("object %s: %w: %d bytes hash to %s, want %s", o.path, ErrCorrupt, o.n, sum, o.digest)
+	}
+	return nil
+}
+
+func (o *object) Close() error {
+	if o.f == nil {
+		return nil
+	}
+	return o.f.Close()
 }
 
 // diffLines merges two canonical texts (sorted, distinct lines) and
 // parses the lines only one of them has. It gives up with ErrDeltaTooBig
-// once the difference reaches limit records.
-func diffLines(ctx context.Context, old, cur []byte, limit int) (*Delta, error) {
+// once the difference reaches limit records. A line that does not parse
+// is ErrCorrupt (the texts are checked against their digests after).
+func diffLines(ctx context.Context, old, cur *object, limit int) (*Delta, error) {
 	d := &Delta{}
 	n := 0
 	take := func(line []byte, added bool) error {
@@ -165,21 +227,8 @@ func diffLines(ctx context.Context, old, cur []byte, limit int) (*Delta, error) 
 		}
 		return nil
 	}
-	a, b := old, cur
-	var la, lb []byte
-	next := func(p *[]byte) []byte {
-		if len(*p) == 0 {
-			return nil
-		}
-		i := bytes.IndexByte(*p, '\n')
-		if i < 0 {
-			i = len(*p) - 1
-		}
-		line := (*p)[:i+1]
-		*p = (*p)[i+1:]
-		return line
-	}
-	la, lb = next(&a), next(&b)
+	// The scanners reuse their buffers: compare, then advance.
+	la, lb := old.next(), cur.next()
 	for steps := 0; la != nil || lb != nil; steps++ {
 		if steps%65536 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -187,13 +236,13 @@ func diffLines(ctx context.Context, old, cur []byte, limit int) (*Delta, error) 
 		var err error
 		switch c := compareLines(la, lb); {
 		case c < 0:
-			err = take(trimNL(la), false)
-			la = next(&a)
+			err = take(la, false)
+			la = old.next()
 		case c > 0:
-			err = take(trimNL(lb), true)
-			lb = next(&b)
+			err = take(lb, true)
+			lb = cur.next()
 		default:
-			la, lb = next(&a), next(&b)
+			la, lb = old.next(), cur.next()
 		}
 		if err != nil {
 			return nil, err
@@ -213,10 +262,8 @@ func compareLines(a, b []byte) int {
 	case b == nil:
 		return -1
 	}
-	return bytes.Compare(trimNL(a), trimNL(b))
+	return bytes.Compare(a, b)
 }
-
-func trimNL(l []byte) []byte { return bytes.TrimSuffix(l, []byte("\n")) }
 
 // Diff implements zoneserve.History: the IXFR difference from origin's
 // stored version from to the served version to. ok is false, with a nil

@@ -1,7 +1,6 @@
 package zonestore
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -252,7 +251,7 @@ func (s *Store) loadObject(path, origin string, serial uint32, digest string) (*
 	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != digest {
 		return nil, fmt.Errorf("object %s: %w: %d bytes hash to %x, want %s", path, ErrCorrupt, len(b), sum, digest)
 	}
-	z, err := zone.Parse(bufio.NewReader(bytes.NewReader(b)), path, origin)
+	z, err := zone.ParseBytes(b, path, origin)
 	if err != nil {
 		return nil, fmt.Errorf("object %s: %w: %w", path, ErrCorrupt, err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
+	"github.com/regdr/regdr/replicator/zonestore"
 )
 
 func main() {
@@ -26,6 +27,7 @@ func main() {
 	prev := flag.String("previous", "", "previous version (optional)")
 	cpu := flag.String("cpu", "", "CPU profile output")
 	mem := flag.String("mem", "", "heap profile output, taken after the check")
+	ixfr := flag.String("ixfr", "", "with -previous: store both versions in a zone store in this (new) directory and time the IXFR difference between them")
 	incremental := flag.Bool("incremental", false, "treat -previous as verified (gates.Input.PreviousVerified), as the agent does for its last accepted version")
 	flag.Parse()
 	if *file == "" {
@@ -62,6 +64,11 @@ func main() {
 	for _, r := range rep.Results {
 		log.Printf("  %-10s %-5s %8s %s", r.Gate, r.Status, r.Took.Round(time.Millisecond), r.Reason)
 	}
+	if *ixfr != "" && in.Previous != nil {
+		if err := timeDelta(*ixfr, in.Previous, z); err != nil {
+			log.Fatal(err)
+		}
+	}
 	if *mem != "" {
 		f, err := os.Create(*mem)
 		if err != nil {
@@ -72,4 +79,29 @@ func main() {
 		f.Close()
 	}
 	runtime.KeepAlive(z)
+}
+
+// timeDelta stores prev and cur as the agent does and times the IXFR
+// difference between them, as zoneserve asks for it.
+func timeDelta(dir string, prev, cur *zone.Zone) error {
+	s, err := zonestore.Open(dir)
+	if err != nil {
+		return err
+	}
+	for i, z := range []*zone.Zone{prev, cur} {
+		t := time.Now()
+		if _, err := s.Put(z, zonestore.Manifest{AcceptedAt: time.Now().Add(time.Duration(i) * time.Second), AcceptedBy: "bench"}); err != nil {
+			return err
+		}
+		log.Printf("store serial %d: %s", z.Serial, time.Since(t))
+	}
+	for _, what := range []string{"first", "cached"} {
+		t := time.Now()
+		d, err := s.Delta(context.Background(), cur.Origin, prev.Serial, cur)
+		if err != nil {
+			return err
+		}
+		log.Printf("IXFR difference %d -> %d (%s): -%d +%d records in %s", prev.Serial, cur.Serial, what, len(d.Deleted), len(d.Added), time.Since(t))
+	}
+	return nil
 }
