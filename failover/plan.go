@@ -368,10 +368,6 @@ func dataSiteNames(cfg *config.Config) []string {
 	return out
 }
 
-// agentStatus is the shape executor steps read; kept here so tests can
-// feed one.
-type agentStatus = status.Agent
-
 // measure reads a site's replication state directly from its database.
 func measure(ctx context.Context, conninfo string, timeout time.Duration) (*status.Postgres, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)

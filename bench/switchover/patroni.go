@@ -116,7 +116,7 @@ type postgresUser struct{ uid, gid int }
 func lookupPostgres() (postgresUser, error) {
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		return postgresUser{}, fmt.Errorf("Patroni runs PostgreSQL, which refuses root: user postgres: %w", err)
+		return postgresUser{}, fmt.Errorf("patroni runs PostgreSQL, which refuses root: user postgres: %w", err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)

@@ -34,7 +34,7 @@ type Paths struct {
 }
 
 // ErrNotFound is returned by Find when Unbound is not installed.
-var ErrNotFound = errors.New("Unbound not found: install it with: apt-get install -y unbound")
+var ErrNotFound = errors.New("unbound not found: install it with: apt-get install -y unbound")
 
 // Find locates unbound and unbound-checkconf on PATH or in /usr/sbin,
 // which a non-login PATH may lack.

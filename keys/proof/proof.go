@@ -8,7 +8,6 @@
 package proof
 
 import (
-	"crypto"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
@@ -106,7 +105,7 @@ func Prove(site string, pair inventory.Pair, against *dns.DNSKEY, kind, detail s
 		Inception:  uint32(now.Add(-time.Hour).Unix()),
 		Expiration: uint32(now.Add(validity).Unix()),
 	}
-	if err := sig.Sign(signer.(crypto.Signer), []dns.RR{txt}); err != nil {
+	if err := sig.Sign(signer, []dns.RR{txt}); err != nil {
 		return Receipt{}, fmt.Errorf("prove %s: sign challenge: %w", pair.Key, err)
 	}
 	r := Receipt{

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -47,14 +46,6 @@ func ownerOf(path string) (owner, error) {
 		}
 		p = filepath.Dir(p)
 	}
-}
-
-// name is the owner's login name.
-func (o owner) name() string {
-	if u, err := user.LookupId(strconv.Itoa(o.uid)); err == nil {
-		return u.Username
-	}
-	return strconv.Itoa(o.uid)
 }
 
 func (o owner) chown(path string) error {
