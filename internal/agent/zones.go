@@ -112,6 +112,7 @@ func (a *Agent) zoneLoop(ctx context.Context) {
 	refresh := time.NewTicker(10 * time.Second)
 	defer refresh.Stop()
 	a.pullIfStandby(ctx)
+	a.pullFromSigner(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,8 +125,10 @@ func (a *Agent) zoneLoop(ctx context.Context) {
 			a.log.Warn("zone watcher", "err", err)
 		case <-a.pullNow:
 			a.pullIfStandby(ctx)
+			a.pullFromSigner(ctx)
 		case <-refresh.C:
 			a.pullIfStandby(ctx)
+			a.pullFromSigner(ctx)
 		case <-a.thaw:
 			a.thawed(ctx)
 		case <-a.rollbackNow:
@@ -176,6 +179,8 @@ func (a *Agent) loadFile(ctx context.Context, path string, event bool) {
 	} else if ok {
 		n := m.Delegations
 		o.expectedDelegations = &n
+	} else {
+		o.expectedDelegations = a.reconcileCount(ctx)
 	}
 	source := "file:" + filepath.Base(path)
 	if rz, from, ok := a.afterTakeover(z, fi.ModTime()); ok {
@@ -498,4 +503,72 @@ func (a *Agent) dnssecVerified(cur *zone.Zone) bool {
 	m, err := a.store.Get(cur.Origin, cur.Serial)
 	return err == nil && m.Digest == cur.Digest && m.Report != nil &&
 		m.Report.Digest == cur.Digest && m.Report.Passed(gates.GateDNSSEC)
+}
+
+// pullFromSigner is the other source of versions at the active site: zones
+// with `source: axfr` come by AXFR (TSIG) from the registry's own signer at
+// source_addr, on its NOTIFY or the 10 s refresh, and go through the same
+// gates as a generator's file.
+func (a *Agent) pullFromSigner(ctx context.Context) {
+	if a.role() != "active" {
+		return
+	}
+	for _, zc := range a.cfg.Zones {
+		if zc.Source != "axfr" {
+			continue
+		}
+		origin := dns.Fqdn(zc.Origin)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		serial, err := zonepull.QuerySerial(pctx, zc.SourceAddr, origin)
+		if err != nil {
+			cancel()
+			a.setZoneError(origin, fmt.Errorf("signer %s: %w", zc.SourceAddr, err))
+			continue
+		}
+		cur := a.dns.Zone(origin)
+		a.mu.Lock()
+		c := a.candidates[origin]
+		a.mu.Unlock()
+		if (cur != nil && !zone.SerialLess(cur.Serial, serial)) || (c != nil && c.z.Serial == serial) {
+			cancel()
+			continue // served already, or blocked already (the recheck handles it)
+		}
+		name, secret, err := a.tsigFor(origin)
+		if err != nil {
+			cancel()
+			a.log.Error("signer transfer", "err", err)
+			continue
+		}
+		z, err := zonepull.Pull(pctx, zc.SourceAddr, origin, name, secret)
+		cancel()
+		if err != nil {
+			a.setZoneError(origin, fmt.Errorf("transfer from the signer %s: %w", zc.SourceAddr, err))
+			a.log.Warn("transfer from the signer failed", "zone", origin, "signer", zc.SourceAddr, "err", err)
+			continue
+		}
+		_ = a.publish(ctx, z, "axfr:signer "+zc.SourceAddr, publishOpts{expectedDelegations: a.reconcileCount(ctx)})
+	}
+}
+
+// reconcileCount runs gates.reconcile_query on the site's registry
+// database: the delegation count the zone must match (.hk 2004). nil when
+// no query is configured or the database cannot answer (the gate then
+// says it was skipped, never passed). The count is taken when the version
+// is judged, so a busy registry needs gates.reconcile_tolerance for the
+// writes between the signer's snapshot and this query; a generator that
+// writes a sidecar (the lab's) gives its snapshot's exact count instead.
+func (a *Agent) reconcileCount(ctx context.Context) *int {
+	q := a.cfg.Gates.ReconcileQuery
+	if q == "" || a.pool == nil {
+		return nil
+	}
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var n int64
+	if err := a.pool.QueryRow(c, q).Scan(&n); err != nil {
+		a.log.Warn("reconcile query failed: version judged without it", "err", err)
+		return nil
+	}
+	v := int(n)
+	return &v
 }

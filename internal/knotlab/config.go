@@ -73,12 +73,18 @@ type Config struct {
 	TSIGName, TSIGAlgorithm, TSIGSecret string
 }
 
-// ZoneConf is one secondary zone.
+// ZoneConf is one zone: a secondary (Primaries) or, with File, a primary
+// Knot loads from a file (standing in for a registry's own signer that
+// regdr transfers from).
 type ZoneConf struct {
 	Origin string
 	// Primaries are tried in order for transfers (Knot's master list);
 	// NOTIFY is accepted from their addresses.
 	Primaries []netip.AddrPort
+	// File makes the zone a primary zone loaded from this file.
+	File string
+	// Notify are told (with the TSIG key) of every new serial.
+	Notify []netip.AddrPort
 }
 
 var tsigAlgorithms = map[string]bool{
@@ -120,8 +126,18 @@ func (c Config) Validate() error {
 			return fmt.Errorf("knot config: zone %s listed twice", o)
 		}
 		seen[o] = true
-		if len(z.Primaries) == 0 {
+		switch {
+		case z.File != "" && len(z.Primaries) > 0:
+			return fmt.Errorf("knot config: zone %s: a zone file and primaries are exclusive", o)
+		case z.File != "" && (!filepath.IsAbs(z.File) || strings.ContainsAny(z.File, "\"\n\r\\#")):
+			return fmt.Errorf("knot config: zone %s: file %q must be an absolute plain path", o, z.File)
+		case z.File == "" && len(z.Primaries) == 0:
 			return fmt.Errorf("knot config: zone %s has no primaries", o)
+		}
+		for _, p := range z.Notify {
+			if !p.IsValid() || p.Port() == 0 {
+				return fmt.Errorf("knot config: zone %s: notify target %v needs an address and a port", o, p)
+			}
 		}
 		for _, p := range z.Primaries {
 			if !p.IsValid() || p.Port() == 0 {
@@ -209,6 +225,14 @@ func render(c Config) string {
 			}
 		}
 	}
+	for _, z := range c.Zones {
+		for _, a := range z.Notify {
+			if _, ok := ids[a]; !ok {
+				ids[a] = fmt.Sprintf("notify%d", len(order)+1)
+				order = append(order, a)
+			}
+		}
+	}
 	p("remote:")
 	for _, a := range order {
 		p("  - id: %s", ids[a])
@@ -219,6 +243,9 @@ func render(c Config) string {
 
 	p("acl:")
 	for i, z := range c.Zones {
+		if z.File != "" {
+			continue
+		}
 		var addrs []string
 		have := map[netip.Addr]bool{}
 		for _, a := range z.Primaries {
@@ -259,6 +286,21 @@ func render(c Config) string {
 
 	p("zone:")
 	for i, z := range c.Zones {
+		if z.File != "" {
+			var notify []string
+			for _, a := range z.Notify {
+				notify = append(notify, ids[a])
+			}
+			p("  - domain: %s", dns.CanonicalName(z.Origin))
+			p("    file: \"%s\"", z.File)
+			p("    zonefile-load: whole")
+			p("    journal-content: none")
+			if len(notify) > 0 {
+				p("    notify: [%s]", strings.Join(notify, ", "))
+			}
+			p("    acl: [transfer_with_key]")
+			continue
+		}
 		var masters []string
 		for _, a := range z.Primaries {
 			masters = append(masters, ids[a])
