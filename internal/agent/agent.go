@@ -87,6 +87,8 @@ type Agent struct {
 	takeoverAt map[string]time.Time
 	// rejoining is set while the database is being rejoined as a standby.
 	rejoining bool
+	// leaseID is the active site's etcd lease (0: none held).
+	leaseID clientv3.LeaseID
 	// degrader applies the synchronous replication rule at the active site.
 	degrader *pgctl.Degrader
 }

@@ -39,7 +39,7 @@ func (a *Agent) fenceCheck(ctx context.Context, reachable bool, role, active str
 	a.mu.Lock()
 	fs := a.fence
 	a.mu.Unlock()
-	if reachable && role == "active" {
+	if reachable && role == "active" && a.keepLease(ctx, epoch, lease) {
 		fs.LastConfirmed = now
 		if fs.Fenced && !a.operationRunning(ctx, "") {
 			uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -55,6 +55,9 @@ func (a *Agent) fenceCheck(ctx context.Context, reachable bool, role, active str
 		a.setFence(fs)
 		return
 	}
+	if reachable && role != "active" {
+		a.dropLease(ctx)
+	}
 	primary := pg != nil && pg.Reachable && pg.Role == "primary"
 	if !primary || fs.Fenced {
 		a.setFence(fs)
@@ -68,8 +71,8 @@ func (a *Agent) fenceCheck(ctx context.Context, reachable bool, role, active str
 			return
 		}
 		reason = fmt.Sprintf("etcd names %s active at epoch %d while this database is a primary", active, epoch)
-	case !reachable && !fs.LastConfirmed.IsZero() && now.Sub(fs.LastConfirmed) > lease:
-		reason = fmt.Sprintf("cannot confirm this site active for %s (lease %s)", now.Sub(fs.LastConfirmed).Round(time.Second), lease)
+	case !fs.LastConfirmed.IsZero() && now.Sub(fs.LastConfirmed) > lease:
+		reason = fmt.Sprintf("cannot confirm this site active for %s: etcd lease not renewed (lease %s)", now.Sub(fs.LastConfirmed).Round(time.Second), lease)
 	case !reachable && fs.LastConfirmed.IsZero() && now.Sub(a.started) > lease:
 		reason = fmt.Sprintf("never confirmed this site active since the agent started %s ago (lease %s)", now.Sub(a.started).Round(time.Second), lease)
 	}
@@ -343,4 +346,43 @@ func (a *Agent) afterTakeover(z *zone.Zone, written time.Time) (*zone.Zone, uint
 	}
 	a.log.Warn("generator version's serial raised above the takeover's", "zone", z.Origin, "from", z.Serial, "to", cur.Serial+1)
 	return rz, z.Serial, true
+}
+
+// keepLease keeps this active site's etcd lease alive (granting it when
+// there is none) with the site's lease key attached, and reports whether
+// the lease was confirmed now. A site that is not active drops its lease.
+func (a *Agent) keepLease(ctx context.Context, epoch uint64, ttl time.Duration) bool {
+	lctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+	defer cancel()
+	if a.leaseID != 0 {
+		if _, err := a.etcd.KeepAliveOnce(lctx, a.leaseID); err == nil {
+			return true
+		}
+		a.leaseID = 0 // expired or unreachable: grant a new one
+	}
+	secs := int64(ttl / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	g, err := a.etcd.Grant(lctx, secs)
+	if err != nil {
+		return false
+	}
+	if _, err := a.etcd.Put(lctx, a.keys.SiteLease(a.site.Name), fmt.Sprintf(`{"site":%q,"epoch":%d}`, a.site.Name, epoch), clientv3.WithLease(g.ID)); err != nil {
+		return false
+	}
+	a.leaseID = g.ID
+	return true
+}
+
+// dropLease revokes the lease of a site that is no longer active.
+func (a *Agent) dropLease(ctx context.Context) {
+	if a.leaseID == 0 {
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+	defer cancel()
+	if _, err := a.etcd.Revoke(lctx, a.leaseID); err == nil {
+		a.leaseID = 0
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -108,12 +109,13 @@ func waitGone(ctx context.Context, pid int, d time.Duration) bool {
 // freePort returns a TCP port on host that nothing listens on now. UDP on
 // the same port is checked too, for DNS and gossip.
 func freePort(host string) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	lo, hi := labPortRange()
+	for range 200 {
+		port := lo + mrand.IntN(hi-lo)
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
-			return 0, fmt.Errorf("find a free port on %s: %w", host, err)
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
 		u, uerr := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
 		l.Close()
 		if uerr == nil {
@@ -121,7 +123,28 @@ func freePort(host string) (int, error) {
 			return port, nil
 		}
 	}
-	return 0, fmt.Errorf("no free TCP+UDP port on %s", host)
+	return 0, fmt.Errorf("no free TCP+UDP port on %s in %d-%d", host, lo, hi)
+}
+
+// labPortRange is where the lab's listeners live: below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range), so an outgoing
+// connection can never take the port of a lab process that is being
+// restarted (an agent's gossip port was taken that way by a NOTIFY's
+// source port while the agent was down).
+func labPortRange() (lo, hi int) {
+	lo, hi = 20000, 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 2 {
+		if start, err := strconv.Atoi(f[0]); err == nil && start > 2048 {
+			hi = start
+			lo = max(1024, start-12768)
+		}
+	}
+	return lo, hi
 }
 
 // Listening reports whether something accepts TCP connections on addr.

@@ -89,6 +89,16 @@ func Up(t testing.TB, o lab.Options) *lab.Lab {
 	var progress bytes.Buffer
 	o.Progress = &progress
 	l, err := lab.Up(ctx, o)
+	if err != nil && strings.Contains(err.Error(), "exited") {
+		// The lab picks free ports by binding and closing them; another
+		// lab starting on this machine at the same moment (tests run in
+		// parallel packages) can take one first. Up cleaned up after
+		// itself; one more try on fresh ports.
+		t.Logf("lab up failed, retrying once on fresh ports: %v", err)
+		progress.Reset()
+		o.Fresh = true
+		l, err = lab.Up(ctx, o)
+	}
 	if err != nil {
 		t.Fatalf("lab up: %v\n%s", err, progress.String())
 	}

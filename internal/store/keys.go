@@ -99,3 +99,8 @@ func CanonicalZone(zone string) string {
 	}
 	return z
 }
+
+// SiteLease is the key the active site's agent keeps alive under its etcd
+// lease: while it exists, that agent confirmed its site active within the
+// lease TTL.
+func (k Keys) SiteLease(site string) string { return k.p() + "/leases/" + url.PathEscape(site) }
