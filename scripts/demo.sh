@@ -36,7 +36,7 @@ kdig @"$1" -p "$2" "$tld" SOA +short
 echo
 echo "== a full drill: planned switchover to osaka and back, under registry load"
 echo "   (regdr drill run drills/scenarios/planned-switchover-and-back.yaml)"
-$BIN drill run drills/scenarios/planned-switchover-and-back.yaml --lab-dir "$DIR" --yes --operator alice --log-level warn
+$BIN drill run drills/scenarios/planned-switchover-and-back.yaml --lab-dir "$DIR" --yes --operator alice --log-level error
 
 echo
 echo "== regdr status after the drill"

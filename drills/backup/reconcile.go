@@ -122,7 +122,22 @@ func (r *run) zone(ctx context.Context) (string, error) {
 	}
 	origin := dns.CanonicalName(dns.Fqdn(r.o.Zone))
 	at := r.v.RestorePoint
-	m, how, err := publishedAsOf(r.o.ZoneStore, origin, at)
+	var m zonestore.Manifest
+	var how string
+	var err error
+	// The deployment's own record of what was published then (whichever
+	// site was active) comes first; a site's store alone cannot tell once
+	// the active site has moved.
+	if r.o.PublishedAt != nil {
+		if pv, found, perr := r.o.PublishedAt(ctx, origin, at); perr == nil && found {
+			if lm, gerr := r.o.ZoneStore.Get(origin, pv.Serial); gerr == nil && lm.Digest == pv.Digest {
+				m, how = lm, fmt.Sprintf("published by %s at %s (zone index)", pv.Site, pv.Published.Format(time.RFC3339))
+			}
+		}
+	}
+	if how == "" {
+		m, how, err = publishedAsOf(r.o.ZoneStore, origin, at)
+	}
 	if err != nil {
 		if errors.Is(err, zonestore.ErrNotFound) {
 			return "", fmt.Errorf("no zone version of %s published as of %s at site %s: %w", origin, at.Format(time.RFC3339), r.o.Site, err)

@@ -103,6 +103,9 @@ func VerifyOptionsFor(cfg *config.Config, cli *clientv3.Client, site string, b B
 		PgBackRest: PgBackRestFrom(set), RowTolerancePercent: *set.RowTolerancePercent,
 		Assertions: set.Assertions, Zone: set.Zone, ZoneStore: zs,
 		Keys: BundleKeyCheck(cli, cfg, site, zs, set.Zone),
+		PublishedAt: func(ctx context.Context, zone string, t time.Time) (store.PublishedVersion, bool, error) {
+			return store.PublishedAsOf(ctx, cli, store.Keys{Prefix: cfg.Etcd.Prefix}, zone, t)
+		},
 	}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/regdr/regdr/internal/config"
+	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/replicator/zonestore"
 )
 
@@ -126,7 +127,11 @@ type VerifyOptions struct {
 	// is the verifying site's zone store.
 	Zone      string
 	ZoneStore *zonestore.Store
-	Keys      KeyCheck
+	// PublishedAt answers, from the deployment's zone index in etcd,
+	// which version was published at an instant (by whichever site was
+	// active then); nil falls back to the verifying site's own store.
+	PublishedAt func(ctx context.Context, zone string, t time.Time) (store.PublishedVersion, bool, error)
+	Keys        KeyCheck
 	// Timeout bounds the whole test except teardown; default 30m.
 	Timeout  time.Duration
 	Progress func(Event)

@@ -69,3 +69,26 @@ func LastPublished(ctx context.Context, kv clientv3.KV, keys Keys, zone string) 
 	_, found, err := GetJSON(ctx, kv, keys.ZonePublished(zone), &v)
 	return v, found, err
 }
+
+// PublishedAsOf returns the version of zone the deployment had published
+// at t, whichever site published it: the index entry with the latest
+// publication time not after t. found is false when the index holds none
+// that early (it keeps the newest indexKeep versions).
+func PublishedAsOf(ctx context.Context, kv clientv3.KV, keys Keys, zone string, t time.Time) (PublishedVersion, bool, error) {
+	resp, err := kv.Get(ctx, keys.ZoneVersions(zone), clientv3.WithPrefix())
+	if err != nil {
+		return PublishedVersion{}, false, fmt.Errorf("read the zone index of %s: %w", zone, err)
+	}
+	var best PublishedVersion
+	found := false
+	for _, kvp := range resp.Kvs {
+		var v PublishedVersion
+		if json.Unmarshal(kvp.Value, &v) != nil || v.Published.After(t) {
+			continue
+		}
+		if !found || v.Published.After(best.Published) {
+			best, found = v, true
+		}
+	}
+	return best, found, nil
+}
