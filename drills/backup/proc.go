@@ -1,81 +1,33 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/regdr/regdr/internal/pgrun"
 )
 
 // owner is who runs the PostgreSQL and pgBackRest binaries and owns the
 // backup and scratch directories: user postgres when we are root
-// (PostgreSQL refuses root), otherwise ourselves. Same idea as pglab's.
-type owner struct {
-	cred *syscall.Credential
-	uid  int
-	gid  int
-}
+// (PostgreSQL refuses root), otherwise ourselves.
+type owner struct{ pgrun.Owner }
 
 func serverOwner() (owner, error) {
-	if os.Geteuid() != 0 {
-		return owner{uid: os.Geteuid(), gid: os.Getegid()}, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return owner{}, fmt.Errorf("running as root, so PostgreSQL tools must run as user postgres: %w", err)
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return owner{}, fmt.Errorf("user postgres: uid %q: %w", u.Uid, err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return owner{}, fmt.Errorf("user postgres: gid %q: %w", u.Gid, err)
-	}
-	return owner{cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid: uid, gid: gid}, nil
-}
-
-// toolEnv is our environment without PG* and PGBACKREST_* variables: an
-// operator's PGDATA or PGBACKREST_STANZA would silently redirect a tool.
-func toolEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PG") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "LC_ALL=C", "TZ=UTC")
+	o, err := pgrun.ServerOwner()
+	return owner{o}, err
 }
 
 // run runs bin as the owner in dir; a failure's error holds the tool's
-// output (tools here print no secrets: trust auth, no passwords).
+// last output lines (tools here print no secrets: trust auth, no passwords).
 func (o owner) run(ctx context.Context, dir, bin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Env = toolEnv()
-	if o.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
-	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	// pg_ctl start leaves the postmaster running; it must not keep Wait
-	// hanging on our pipe.
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Run(); err != nil {
-		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, lastLines(out.String(), 8))
-	}
-	return out.Bytes(), nil
+	out, err := pgrun.Run(ctx, o.Owner, dir, bin, args...)
+	return []byte(out), err
 }
 
 func lastLines(s string, n int) string {
@@ -92,10 +44,10 @@ func (o owner) mkdirOwned(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	if o.cred == nil {
+	if o.Cred == nil {
 		return nil
 	}
-	if err := os.Chown(dir, o.uid, o.gid); err != nil {
+	if err := os.Chown(dir, o.UID, o.GID); err != nil {
 		return fmt.Errorf("chown %s: %w", dir, err)
 	}
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
@@ -121,9 +73,9 @@ func (o owner) searchable(fi fs.FileInfo) bool {
 	}
 	perm := fi.Mode().Perm()
 	switch {
-	case int(st.Uid) == o.uid:
+	case int(st.Uid) == o.UID:
 		return perm&0o100 != 0
-	case int(st.Gid) == o.gid:
+	case int(st.Gid) == o.GID:
 		return perm&0o010 != 0
 	default:
 		return perm&0o001 != 0
@@ -135,30 +87,16 @@ func (o owner) writeOwned(path string, body []byte) error {
 	if err := os.WriteFile(path, body, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if o.cred != nil {
-		if err := os.Chown(path, o.uid, o.gid); err != nil {
+	if o.Cred != nil {
+		if err := os.Chown(path, o.UID, o.GID); err != nil {
 			return fmt.Errorf("chown %s: %w", path, err)
 		}
 	}
 	return nil
 }
 
-// processAlive reports whether pid runs (a zombie counts as dead).
-func processAlive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && err != syscall.EPERM {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndex(s, ") ")
-	if i < 0 || i+2 >= len(s) {
-		return true
-	}
-	return s[i+2] != 'Z' && s[i+2] != 'X'
-}
+// processAlive reports whether pid is a live process (a zombie is dead).
+func processAlive(pid int) bool { return pgrun.ProcessAlive(pid) }
 
 // freePort finds a free TCP port on host by binding port 0.
 func freePort(host string) (int, error) {

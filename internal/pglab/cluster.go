@@ -80,8 +80,8 @@ func writeOwned(path, body string, own owner) error {
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if own.cred != nil {
-		if err := os.Chown(path, own.uid, own.gid); err != nil {
+	if own.Cred != nil {
+		if err := os.Chown(path, own.UID, own.GID); err != nil {
 			return fmt.Errorf("chown %s: %w", path, err)
 		}
 	}

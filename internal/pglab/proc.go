@@ -1,49 +1,23 @@
 package pglab
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
-	"time"
+
+	"github.com/regdr/regdr/internal/pgrun"
 )
 
-// owner is who runs the server binaries and owns the cluster directories.
-type owner struct {
-	cred *syscall.Credential // nil: run as ourselves
-	uid  int
-	gid  int
-}
+// owner is who runs the server binaries and owns the cluster directories
+// (user postgres when we are root).
+type owner = pgrun.Owner
 
-// serverOwner is the OS user "postgres" when we are root (PostgreSQL
-// refuses to run as root), otherwise the current user.
-func serverOwner() (owner, error) {
-	if os.Geteuid() != 0 {
-		return owner{uid: os.Geteuid(), gid: os.Getegid()}, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return owner{}, fmt.Errorf("running as root, so PostgreSQL must run as user postgres: %w", err)
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return owner{}, fmt.Errorf("user postgres: uid %q: %w", u.Uid, err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return owner{}, fmt.Errorf("user postgres: gid %q: %w", u.Gid, err)
-	}
-	return owner{cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid: uid, gid: gid}, nil
-}
+func serverOwner() (owner, error) { return pgrun.ServerOwner() }
 
 // prepareDir creates dir (it must be absent or empty), gives it to the
 // server owner, and makes every ancestor searchable by that owner: initdb
@@ -63,10 +37,10 @@ func prepareDir(dir string, own owner, log *slog.Logger) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("chmod %s: %w", dir, err)
 	}
-	if own.cred == nil {
+	if own.Cred == nil {
 		return nil
 	}
-	if err := os.Chown(dir, own.uid, own.gid); err != nil {
+	if err := os.Chown(dir, own.UID, own.GID); err != nil {
 		return fmt.Errorf("chown %s to postgres: %w", dir, err)
 	}
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
@@ -96,87 +70,23 @@ func searchable(fi fs.FileInfo, own owner) bool {
 	}
 	perm := fi.Mode().Perm()
 	switch {
-	case int(st.Uid) == own.uid:
+	case int(st.Uid) == own.UID:
 		return perm&0o100 != 0
-	case int(st.Gid) == own.gid:
+	case int(st.Gid) == own.GID:
 		return perm&0o010 != 0
 	default:
 		return perm&0o001 != 0
 	}
 }
 
-// serverEnv is our environment without PG* variables: a PGDATA, PGPORT or
-// PGHOST inherited from an operator's shell would silently redirect a
-// server binary to another cluster.
-func serverEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PG") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "LC_ALL=C", "TZ=UTC")
-}
-
-// run runs one server binary as the server owner in dir and returns its
-// combined output in the error when it fails.
+// run runs one server binary as the server owner in dir.
 func run(ctx context.Context, own owner, dir, bin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = dir
-	cmd.Env = serverEnv()
-	if own.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: own.cred}
-	}
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	// pg_ctl start leaves the postmaster running; if it ever kept our
-	// pipe open, Wait must not hang on it.
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
-	if err != nil {
-		return out.Bytes(), fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, strings.TrimSpace(out.String()))
-	}
-	return out.Bytes(), nil
+	out, err := pgrun.Run(ctx, own, dir, bin, args...)
+	return []byte(out), err
 }
 
-// waitSeconds turns ctx's deadline into a -t argument for pg_ctl, so its own
-// wait ends no later than ours. Without a deadline pg_ctl's own 60 s limit
-// applies.
-func waitSeconds(ctx context.Context) string {
-	d, ok := ctx.Deadline()
-	if !ok {
-		return "60"
-	}
-	s := int(time.Until(d).Seconds())
-	if s < 1 {
-		s = 1
-	}
-	return strconv.Itoa(s)
-}
+// waitSeconds turns ctx's deadline into a -t argument for pg_ctl.
+func waitSeconds(ctx context.Context) string { return strconv.Itoa(pgrun.WaitSeconds(ctx)) }
 
-// processAlive reports whether pid is a live process. A zombie counts as
-// dead: once the postmaster is orphaned its reaper is whatever runs as pid
-// 1, which in a container may never reap it.
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	if err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		// Gone since the probe, unless there is no procfs at all; then
-		// trust the probe.
-		_, noProc := os.Stat("/proc/self/stat")
-		return noProc != nil
-	}
-	// The state follows the parenthesised command name, which may itself
-	// contain ") ".
-	s := string(b)
-	i := strings.LastIndex(s, ") ")
-	if i < 0 || i+2 >= len(s) {
-		return true
-	}
-	return s[i+2] != 'Z' && s[i+2] != 'X'
-}
+// processAlive reports whether pid is a live process (a zombie is dead).
+func processAlive(pid int) bool { return pgrun.ProcessAlive(pid) }

@@ -67,7 +67,7 @@ func TestDescribeMismatch(t *testing.T) {
 	}{
 		{"own private key", mustRead(t, strings.TrimSuffix(a.File, ".key")+".private"), inventory.StateOK},
 		{"another key's private key", privB, inventory.StateMismatch},
-		{"garbage", []byte("Private-key-format: v1.3\nAlgorithm: 13 (ECDSAP256SHA256)\nPrivateKey: !!!\n"), inventory.StateMismatch},
+		{"garbage", mustRead(t, "testdata/garbage.private"), inventory.StateMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k, err := inventory.Describe(name, pub, tc.priv)

@@ -394,7 +394,7 @@ func (l *Local) ConfigureStandby(primaryConnInfo, slot string) error {
 	if err := os.WriteFile(sig, nil, 0o600); err != nil {
 		return fmt.Errorf("configure %s as standby: %w", l.name(), err)
 	}
-	if err := own.chown(sig); err != nil {
+	if err := own.Chown(sig); err != nil {
 		return fmt.Errorf("configure %s as standby: %w", l.name(), err)
 	}
 	return nil
@@ -438,7 +438,7 @@ func writeFileAtomic(path string, body []byte, mode os.FileMode, own owner) erro
 	if err := os.WriteFile(tmp, body, mode); err != nil {
 		return err
 	}
-	if err := own.chown(tmp); err != nil {
+	if err := own.Chown(tmp); err != nil {
 		os.Remove(tmp)
 		return err
 	}
@@ -528,7 +528,7 @@ func (l *Local) Rewind(ctx context.Context, sourceConnString string) error {
 		if err := os.WriteFile(sig, nil, 0o600); err != nil {
 			return fmt.Errorf("rewind %s: %w", l.name(), err)
 		}
-		if err := own.chown(sig); err != nil {
+		if err := own.Chown(sig); err != nil {
 			return fmt.Errorf("rewind %s: %w", l.name(), err)
 		}
 	}
@@ -603,7 +603,7 @@ func (l *Local) Reseed(ctx context.Context, primaryConnInfo, slot string) error 
 	if err := os.Mkdir(next, 0o700); err != nil {
 		return fmt.Errorf("reseed %s: %w", l.name(), err)
 	}
-	if err := own.chown(next); err != nil {
+	if err := own.Chown(next); err != nil {
 		return fmt.Errorf("reseed %s: %w", l.name(), err)
 	}
 	l.log().Info("pg_basebackup", "site", l.name(), "into", next, "slot", slot)

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/regdr/regdr/internal/pgrun"
 )
 
 // Expected outcomes the caller may check with errors.Is.
@@ -459,13 +461,7 @@ func Promote(ctx context.Context, conn *pgx.Conn) (uint32, error) {
 
 // waitSeconds is ctx's remaining time in whole seconds (at least 1; 60
 // without a deadline), for server-side waits that take seconds.
-func waitSeconds(ctx context.Context) int {
-	d, ok := ctx.Deadline()
-	if !ok {
-		return 60
-	}
-	return max(1, int(time.Until(d).Seconds()))
-}
+func waitSeconds(ctx context.Context) int { return pgrun.WaitSeconds(ctx) }
 
 // EnsureSlot makes sure the server has a physical replication slot name,
 // reserving WAL from now on (so WAL a standby still needs is kept even

@@ -195,14 +195,14 @@ func (l *Local) Salvage(ctx context.Context, newConn *pgx.Conn, opts SalvageOpti
 		return nil, fmt.Errorf("salvage %s: %w", l.name(), err)
 	}
 	defer os.RemoveAll(private)
-	if err := own.chown(private); err != nil {
+	if err := own.Chown(private); err != nil {
 		return nil, fmt.Errorf("salvage %s: %w", l.name(), err)
 	}
 	hba := filepath.Join(private, "pg_hba.conf")
 	if err := os.WriteFile(hba, []byte("# regdr salvage: only the private socket, only for this read\nlocal all all trust\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("salvage %s: %w", l.name(), err)
 	}
-	if err := own.chown(hba); err != nil {
+	if err := own.Chown(hba); err != nil {
 		return nil, fmt.Errorf("salvage %s: %w", l.name(), err)
 	}
 	// pg_ctl hands -o to a shell; the private path is ours (no quotes or
