@@ -2,48 +2,28 @@ package failover
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/regdr/regdr/internal/approval"
+	"github.com/regdr/regdr/internal/approval/approvaltest"
 	"github.com/regdr/regdr/internal/audit"
 	"github.com/regdr/regdr/internal/config"
 	"github.com/regdr/regdr/internal/etcdtest"
 	"github.com/regdr/regdr/internal/store"
 )
 
-type operator struct {
-	name   string
-	signer ssh.Signer
-}
+type operator struct{ approvaltest.Operator }
 
 func newOperator(t *testing.T, name string) (operator, config.Operator) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.PublicKey())))
-	return operator{name: name, signer: s}, config.Operator{Name: name, SSHPublicKey: line}
+	o, c := approvaltest.New(t, name)
+	return operator{o}, c
 }
 
 func (o operator) sign(t *testing.T, p *Plan, as string, at time.Time) approval.Approval {
-	t.Helper()
-	sig, err := approval.Sign(o.signer, approval.Namespace, p.Subject().Message())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return approval.Approval{Operator: as, Signature: string(sig), At: at}
+	return o.Sign(t, p.Subject(), as, at)
 }
 
 // TestAuthorize covers every way a plan may be refused: no approval, the

@@ -2,48 +2,28 @@ package runner
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/regdr/regdr/internal/approval"
+	"github.com/regdr/regdr/internal/approval/approvaltest"
 	"github.com/regdr/regdr/internal/audit"
 	"github.com/regdr/regdr/internal/config"
 	"github.com/regdr/regdr/internal/etcdtest"
 	"github.com/regdr/regdr/internal/store"
 )
 
-type operator struct {
-	name   string
-	signer ssh.Signer
-}
+type operator struct{ approvaltest.Operator }
 
 func newOperator(t *testing.T, name string) (operator, config.Operator) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-	return operator{name, signer}, config.Operator{Name: name, SSHPublicKey: line}
+	o, c := approvaltest.New(t, name)
+	return operator{o}, c
 }
 
 func (o operator) approve(t *testing.T, s approval.Subject, at time.Time) approval.Approval {
-	t.Helper()
-	sig, err := approval.Sign(o.signer, approval.Namespace, s.Message())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return approval.Approval{Operator: o.name, Signature: string(sig), At: at}
+	return o.Sign(t, s, o.Name, at)
 }
 
 // TestProductionApproval: a production drill runs only for its requester,
