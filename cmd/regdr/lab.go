@@ -30,14 +30,17 @@ func newLabCmd(g *globals) *cobra.Command {
 		Use:   "lab",
 		Short: "A whole two-site deployment on this machine, from real parts",
 		Long: `The lab stands up tokyo (active) and osaka (standby) on loopback addresses
-(127.0.10.1, 127.0.20.1; witness 127.0.30.1; public secondary 127.0.40.1):
-embedded etcd, two PostgreSQL clusters with streaming replication and a sample
-registry, a signed TLD zone generated from it, the agents of all three sites,
-and Knot DNS as the public secondary. It is what regdr's own integration tests
-and drills run against.
+(127.0.10.1, 127.0.20.1; witness 127.0.30.1; public secondary 127.0.40.1;
+resolver 127.0.50.1): embedded etcd, two PostgreSQL clusters with streaming
+replication and a sample registry, a signed TLD zone generated from it, the
+agents of all three sites (keys synced and proved at osaka), Knot DNS as the
+public secondary, Unbound validating with the lab's KSK, a WAL archive and a
+pgBackRest stanza, and two operators (alice, bob) with SSH keys for
+approvals. It is what regdr's own integration tests and drills run against.
 
-It needs the Debian packages postgresql-15, knot and knot-dnsutils; 'lab up'
-names what is missing, and 'lab up --install' installs it when run as root.`,
+It needs the Debian packages postgresql-15, knot, knot-dnsutils, unbound and
+pgbackrest; 'lab up' names what is missing, and 'lab up --install' installs
+them when run as root.`,
 		RunE: groupRun,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "dir", defaultLabDir(), "lab directory (env REGDR_LAB_DIR)")

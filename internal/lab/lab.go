@@ -123,6 +123,11 @@ func Prerequisites() error {
 	if _, err := unboundlab.Find(); err != nil {
 		missing = append(missing, "unbound")
 	}
+	// The lab archives WAL and keeps a pgBackRest stanza for the backup
+	// restore tests.
+	if _, err := exec.LookPath("pgbackrest"); err != nil {
+		missing = append(missing, "pgbackrest")
+	}
 	if len(missing) == 0 {
 		return nil
 	}
