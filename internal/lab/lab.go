@@ -539,10 +539,26 @@ func (l *Lab) startAgent(site string, extra ...string) error {
 // StartAgent (re)starts a site's agent, e.g. after a test killed it, with
 // extra agent flags (e.g. --etcd-endpoints through a proxy a test cuts).
 func (l *Lab) StartAgent(ctx context.Context, site string, extra ...string) error {
+	s, _ := l.Cfg.Site(site)
+	// A killed agent's group leader shows as a zombie while its other
+	// threads are still closing its sockets: wait until its ports are
+	// free, or the new agent fails to bind them.
+	if err := waitUntil(ctx, 10*time.Second, "agent "+site+"'s ports to be free", func() error {
+		for _, a := range []string{s.AgentAddr, s.GossipAddr, s.DNSAddr} {
+			if a == "" {
+				continue
+			}
+			if err := bindable(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := l.startAgent(site, extra...); err != nil {
 		return err
 	}
-	s, _ := l.Cfg.Site(site)
 	return waitUntil(ctx, 20*time.Second, "agent "+site+" to answer", func() error {
 		if !Listening(s.AgentAddr) {
 			return fmt.Errorf("%s not listening", s.AgentAddr)

@@ -94,7 +94,7 @@ func Kill(p Proc) error {
 func waitGone(ctx context.Context, pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if !alive(pid) {
+		if !alive(pid) && threadsGone(pid) {
 			return true
 		}
 		select {
@@ -173,4 +173,26 @@ func waitUntil(ctx context.Context, d time.Duration, what string, cond func() er
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// bindable reports whether addr can be bound for TCP and UDP right now.
+func bindable(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return err
+	}
+	return u.Close()
+}
+
+// threadsGone reports whether a dead process's other threads have finished
+// exiting too: its group leader turns zombie first, and its sockets close
+// only when the last thread is gone.
+func threadsGone(pid int) bool {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	return err != nil || len(ents) <= 1
 }
