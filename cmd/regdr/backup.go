@@ -11,10 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/regdr/regdr/drills/backup"
-	"github.com/regdr/regdr/internal/config"
 )
 
 func newBackupCmd(g *globals) *cobra.Command {
@@ -32,18 +30,6 @@ schedules.backup_verify.`,
 	}
 	cmd.AddCommand(newBackupTakeCmd(g), newBackupListCmd(g), newBackupVerifyCmd(g))
 	return cmd
-}
-
-// backupEtcd dials etcd; unreachable is exit 3.
-func backupEtcd(g *globals) (*config.Config, *clientv3.Client, error) {
-	cfg, cli, err := g.dialEtcd()
-	if err != nil {
-		if cfg == nil {
-			return nil, nil, err
-		}
-		return nil, nil, withCode(exitNoAccess, fmt.Errorf("etcd: %w", err))
-	}
-	return cfg, cli, nil
 }
 
 // unreachable marks errors from etcd reads as exit 3.
@@ -72,7 +58,7 @@ and backup.dir.`,
 			if typ != backup.TypeBasebackup && typ != backup.TypePgBackRest {
 				return usageErr(fmt.Errorf("--type %q: want basebackup or pgbackrest", typ))
 			}
-			cfg, cli, err := backupEtcd(g)
+			cfg, cli, err := g.connect()
 			if err != nil {
 				return err
 			}
@@ -126,7 +112,7 @@ func newBackupListCmd(g *globals) *cobra.Command {
 		Short: "List the backup catalog with each backup's last restore test",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, cli, err := backupEtcd(g)
+			cfg, cli, err := g.connect()
 			if err != nil {
 				return err
 			}
@@ -212,7 +198,7 @@ site (backup.verify_site, default the standby). Exit 0 passed, 1 failed,
 				}
 				tt = t
 			}
-			cfg, cli, err := backupEtcd(g)
+			cfg, cli, err := g.connect()
 			if err != nil {
 				return err
 			}

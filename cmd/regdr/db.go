@@ -42,11 +42,8 @@ Exit codes: 0 rebuilt, 1 refused or failed, 2 usage, 3 etcd unreachable.`,
 			if site == "" {
 				return usageErr(errors.New("--site is required"))
 			}
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()

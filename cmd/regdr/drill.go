@@ -254,11 +254,8 @@ columns compare each run with the previous run of the same scenario:
 Exit codes: 0 listed, 2 usage, 3 etcd unreachable.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(exitNoAccess, err)
-				}
 				return err
 			}
 			defer cli.Close()
@@ -383,11 +380,8 @@ Exit codes: 0 requested, 1 refused, 2 usage, 3 etcd unreachable.`,
 			if err != nil {
 				return err
 			}
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(exitNoAccess, err)
-				}
 				return err
 			}
 			defer cli.Close()
@@ -429,11 +423,8 @@ audited too.
 Exit codes: 0 approved, 1 refused, 2 usage, 3 etcd unreachable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(exitNoAccess, err)
-				}
 				return err
 			}
 			defer cli.Close()

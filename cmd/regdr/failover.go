@@ -70,11 +70,8 @@ unreachable.`,
 			if mode != failover.Switchover && mode != failover.Disaster {
 				return usageErr(fmt.Errorf("--mode %q: want switchover or disaster", mode))
 			}
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()
@@ -128,11 +125,8 @@ func printPlan(w io.Writer, p *failover.Plan) {
 }
 
 func loadPlan(ctx context.Context, g *globals, id string) (*failover.Operation, func(), error) {
-	cfg, cli, err := g.dialEtcd()
+	cfg, cli, err := g.connect()
 	if err != nil {
-		if cfg != nil {
-			return nil, nil, withCode(3, err)
-		}
 		return nil, nil, err
 	}
 	op, _, err := failover.Load(ctx, cli, store.Keys{Prefix: cfg.Etcd.Prefix}, id)
@@ -158,11 +152,8 @@ Exit codes: 0 approved, 1 refused, 2 usage, 3 etcd unreachable.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 15*time.Second)
 			defer cancel()
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()
@@ -234,11 +225,8 @@ Exit codes: 0 done, 1 refused or failed (the journal says where), 2 usage,
 3 etcd unreachable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()

@@ -90,11 +90,8 @@ Exit 0 when every key is present or verified everywhere, 1 when a key is
 missing or mismatched at some site, 3 when etcd cannot be read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()
@@ -175,11 +172,8 @@ With --wait, waits until every bundle sent has been opened and proved.`,
 			if site == "" {
 				return usageErr(errors.New("--site is required"))
 			}
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()

@@ -121,6 +121,17 @@ func (g *globals) dialEtcd() (*config.Config, *clientv3.Client, error) {
 	return cfg, cli, nil
 }
 
+// connect is dialEtcd for commands that cannot work without etcd: a config
+// that does not load is its own error, an etcd that cannot be reached
+// exits 3.
+func (g *globals) connect() (*config.Config, *clientv3.Client, error) {
+	cfg, cli, err := g.dialEtcd()
+	if err != nil && cfg != nil {
+		return nil, nil, withCode(exitNoAccess, fmt.Errorf("etcd: %w", err))
+	}
+	return cfg, cli, err
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

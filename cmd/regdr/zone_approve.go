@@ -41,11 +41,8 @@ Exit codes: 0 approval recorded, 1 refused, 2 usage, 3 etcd unreachable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			origin := dns.Fqdn(args[0])
-			cfg, cli, err := g.dialEtcd()
+			cfg, cli, err := g.connect()
 			if err != nil {
-				if cfg != nil {
-					return withCode(3, err)
-				}
 				return err
 			}
 			defer cli.Close()

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/regdr/regdr/internal/portcheck"
 )
 
 // Timeouts for a context without a deadline. Knot starts in well under a
@@ -181,7 +183,7 @@ func (k *Knot) stop(ctx context.Context) error {
 		return nil
 	}
 	for {
-		if err := portFree(k.cfg.Listen.String()); err == nil {
+		if err := portcheck.Free(k.cfg.Listen.String()); err == nil {
 			return nil
 		} else if ctx.Err() != nil {
 			return fmt.Errorf("knot pid %d stopped but %s is still in use: %w", k.Pid(), k.cfg.Listen, err)
@@ -191,19 +193,6 @@ func (k *Knot) stop(ctx context.Context) error {
 		case <-time.After(pollInterval):
 		}
 	}
-}
-
-func portFree(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return err
-	}
-	return u.Close()
 }
 
 // logTail is the end of Knot's log and output files, for error messages.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regdr/regdr/internal/portcheck"
 	"github.com/regdr/regdr/replicator/zone/zonetest"
 	"github.com/regdr/regdr/replicator/zonepull"
 	"github.com/regdr/regdr/replicator/zoneserve"
@@ -205,7 +206,7 @@ func TestKnotSecondary(t *testing.T) {
 	if k.Running() {
 		t.Error("knotd still running after Stop")
 	}
-	if err := portFree(k.Addr()); err != nil {
+	if err := portcheck.Free(k.Addr()); err != nil {
 		t.Errorf("port still busy after Stop: %v", err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/regdr/regdr/internal/etcdclient"
 	"github.com/regdr/regdr/internal/knotlab"
 	"github.com/regdr/regdr/internal/pglab"
+	"github.com/regdr/regdr/internal/portcheck"
 	"github.com/regdr/regdr/internal/registry"
 	"github.com/regdr/regdr/internal/store"
 	"github.com/regdr/regdr/internal/unboundlab"
@@ -548,7 +549,7 @@ func (l *Lab) StartAgent(ctx context.Context, site string, extra ...string) erro
 			if a == "" {
 				continue
 			}
-			if err := bindable(a); err != nil {
+			if err := portcheck.Free(a); err != nil {
 				return err
 			}
 		}

@@ -175,20 +175,6 @@ func waitUntil(ctx context.Context, d time.Duration, what string, cond func() er
 	}
 }
 
-// bindable reports whether addr can be bound for TCP and UDP right now.
-func bindable(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return err
-	}
-	return u.Close()
-}
-
 // threadsGone reports whether a dead process's other threads have finished
 // exiting too: its group leader turns zombie first, and its sockets close
 // only when the last thread is gone.

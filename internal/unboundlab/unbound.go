@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/portcheck"
 )
 
 // Timeouts for a context without a deadline. Unbound starts in well under
@@ -194,7 +195,7 @@ func (s *Server) stop(ctx context.Context) error {
 		return nil
 	}
 	for {
-		err := portFree(s.Addr())
+		err := portcheck.Free(s.Addr())
 		if err == nil {
 			return nil
 		}
@@ -204,19 +205,6 @@ func (s *Server) stop(ctx context.Context) error {
 		case <-time.After(pollInterval):
 		}
 	}
-}
-
-func portFree(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return err
-	}
-	return u.Close()
 }
 
 // LogTail is the end of unbound's log, for error messages. The log holds

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/internal/knotlab"
+	"github.com/regdr/regdr/internal/portcheck"
 	"github.com/regdr/regdr/internal/zonesign"
 	"github.com/regdr/regdr/replicator/zone"
 	"github.com/regdr/regdr/replicator/zonepull"
@@ -202,7 +203,7 @@ func TestUnboundValidatesKnot(t *testing.T) {
 		if u.Running() {
 			t.Error("unbound still running after Stop")
 		}
-		if err := portFree(u.Addr()); err != nil {
+		if err := portcheck.Free(u.Addr()); err != nil {
 			t.Errorf("listen address still taken after Stop: %v", err)
 		}
 	}()
