@@ -48,7 +48,7 @@ func BundleKeyCheck(cli *clientv3.Client, cfg *config.Config, site string, zs *z
 			return "", err
 		}
 		want := map[string]uint16{} // digest -> tag
-		for _, rr := range z.Records {
+		for _, rr := range z.All() {
 			if k, ok := rr.(*dns.DNSKEY); ok {
 				want[inventory.Digest(k)] = k.KeyTag()
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +23,10 @@ import (
 // delegates.
 type delegationSet map[string][]string
 
-func delegationsOf(rrs []dns.RR, origin string) delegationSet {
+// delegationsOf is the delegationSet of origin in rrs. It takes a
+// sequence so that a stored zone is walked, not copied into a slice first
+// (it may hold millions of records).
+func delegationsOf(rrs iter.Seq2[int, dns.RR], origin string) delegationSet {
 	out := delegationSet{}
 	for _, rr := range rrs {
 		owner := strings.ToLower(rr.Header().Name)
@@ -161,7 +165,7 @@ func (r *run) zone(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("rebuild zone from restored registry: %w", err)
 	}
-	got, want := delegationsOf(rrs, origin), delegationsOf(pub.Records, origin)
+	got, want := delegationsOf(slices.All(rrs), origin), delegationsOf(pub.All(), origin)
 	if d := diffDelegations(got, want); d != "" {
 		return "", fmt.Errorf("zone rebuilt from the restored registry differs from %s serial %d (%s at %s): %s",
 			origin, pub.Serial, how, at.Format(time.RFC3339), d)
@@ -171,7 +175,7 @@ func (r *run) zone(ctx context.Context) (string, error) {
 
 func apexNS(z *zone.Zone, origin string) []string {
 	var out []string
-	for _, rr := range z.Records {
+	for _, rr := range z.All() {
 		if ns, ok := rr.(*dns.NS); ok && strings.EqualFold(ns.Hdr.Name, origin) {
 			out = append(out, ns.Ns)
 		}

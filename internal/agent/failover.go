@@ -239,9 +239,9 @@ func (a *Agent) takeovers(ctx context.Context) {
 // resign returns base with only its SOA serial changed (and re-signed
 // with this site's keys when the zone is signed).
 func (a *Agent) resign(base *zone.Zone, serial uint32) (*zone.Zone, error) {
-	rrs := make([]dns.RR, 0, len(base.Records))
+	rrs := make([]dns.RR, 0, base.Len())
 	signed := false
-	for _, rr := range base.Records {
+	for _, rr := range base.All() {
 		if rr.Header().Rrtype == dns.TypeDNSKEY {
 			signed = true
 		}

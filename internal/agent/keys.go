@@ -18,6 +18,7 @@ import (
 	"github.com/regdr/regdr/keys"
 	"github.com/regdr/regdr/keys/inventory"
 	"github.com/regdr/regdr/replicator/gates"
+	"github.com/regdr/regdr/replicator/zone"
 )
 
 // GateKeyReadiness is the key-readiness gate's name.
@@ -43,7 +44,7 @@ func (keyGate) Name() string { return GateKeyReadiness }
 
 func (g keyGate) Check(ctx context.Context, _ *gates.Index, in *gates.Input) gates.Result {
 	a := g.a
-	dks := keys.DNSKEYs(in.Zone.Origin, in.Zone.Records)
+	dks := zoneDNSKEYs(in.Zone)
 	if len(dks) == 0 {
 		return gates.Result{Status: gates.StatusSkip, Reason: "unsigned zone: no DNSKEY to be ready for"}
 	}
@@ -308,6 +309,18 @@ func (a *Agent) syncKeys(ctx context.Context, s *keys.Sender, r *keys.Receiver, 
 	})
 }
 
+// zoneDNSKEYs is keys.DNSKEYs of z. Only the DNSKEY records are gathered
+// into a slice: z may hold millions of records.
+func zoneDNSKEYs(z *zone.Zone) []*dns.DNSKEY {
+	var rrs []dns.RR
+	for _, rr := range z.All() {
+		if rr.Header().Rrtype == dns.TypeDNSKEY {
+			rrs = append(rrs, rr)
+		}
+	}
+	return keys.DNSKEYs(z.Origin, rrs)
+}
+
 // publishedDNSKEYs is the DNSKEY set this site serves for zone now.
 func (a *Agent) publishedDNSKEYs(zone string) ([]*dns.DNSKEY, string, bool) {
 	if a.dns == nil {
@@ -317,7 +330,7 @@ func (a *Agent) publishedDNSKEYs(zone string) ([]*dns.DNSKEY, string, bool) {
 	if z == nil {
 		return nil, "", false
 	}
-	return keys.DNSKEYs(z.Origin, z.Records), fmt.Sprintf("zone %s serial %d", z.Origin, z.Serial), true
+	return zoneDNSKEYs(z), fmt.Sprintf("zone %s serial %d", z.Origin, z.Serial), true
 }
 
 func (a *Agent) setKeys(f func(*status.KeysState)) {

@@ -313,7 +313,7 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 	a.zones[z.Origin] = zs
 	a.mu.Unlock()
 	a.m.zoneSerial.WithLabelValues(z.Origin).Set(float64(z.Serial))
-	a.log.Info("zone version serving", "zone", z.Origin, "serial", z.Serial, "source", source, "records", len(z.Records))
+	a.log.Info("zone version serving", "zone", z.Origin, "serial", z.Serial, "source", source, "records", z.Len())
 	if a.role() == "active" {
 		if a.store != nil {
 			if err := a.store.MarkPublished(z.Origin, z.Serial, time.Now()); err != nil {

@@ -49,17 +49,17 @@ func (g apexGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 				}
 			}
 			if len(others) > 0 {
-				col.at(nil, cs.Records[0], "cname-and-data", n.Name, "CNAME",
+				col.at(nil, cs.Records()[0], "cname-and-data", n.Name, "CNAME",
 					"CNAME beside other data (%s); RFC 1034 §3.6.2 allows no other data at an alias", strings.Join(others, " "))
 			}
-			if len(cs.Records) > 1 {
-				col.at(nil, cs.Records[1], "several-cname", n.Name, "CNAME",
-					"%d CNAME records at one name; an alias has exactly one target", len(cs.Records))
+			if len(cs.Records()) > 1 {
+				col.at(nil, cs.Records()[1], "several-cname", n.Name, "CNAME",
+					"%d CNAME records at one name; an alias has exactly one target", len(cs.Records()))
 			}
 		}
 		if !n.Apex && !n.Cut && !n.Below {
 			if ds := n.Set(dns.TypeDS); ds != nil {
-				col.at(nil, ds.Records[0], "empty-delegation", n.Name, "DS",
+				col.at(nil, ds.Records()[0], "empty-delegation", n.Name, "DS",
 					"DS without NS: an empty delegation (a delegation point needs NS records)")
 			}
 		}
@@ -70,7 +70,7 @@ func (g apexGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 				if s.Type == dns.TypeA || s.Type == dns.TypeAAAA {
 					continue // glue
 				}
-				col.at(nil, s.Records[0], "occluded", n.Name, typeName(s.Type),
+				col.at(nil, s.Records()[0], "occluded", n.Name, typeName(s.Type),
 					"occluded by the delegation %s: never served (only glue A/AAAA belongs below a delegation)", cutName(cut))
 			}
 		case n.Cut:
@@ -79,7 +79,7 @@ func (g apexGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 				case dns.TypeNS, dns.TypeDS, dns.TypeNSEC, dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
 					continue // CNAME is reported above as data beside NS
 				}
-				col.at(nil, s.Records[0], "occluded", n.Name, typeName(s.Type),
+				col.at(nil, s.Records()[0], "occluded", n.Name, typeName(s.Type),
 					"at the delegation point: only NS, DS, NSEC and glue belong here, %s is never served", typeName(s.Type))
 			}
 		}
@@ -92,7 +92,7 @@ func (g apexGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 		if ns == nil {
 			return
 		}
-		for _, i := range ns.Records {
+		for _, i := range ns.Records() {
 			rr, ok := ix.RR(i).(*dns.NS)
 			if !ok {
 				continue

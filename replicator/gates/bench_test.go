@@ -53,7 +53,7 @@ func benchZone(b *testing.B, n int, opts zonesign.Options) (cand, prev *zone.Zon
 	if cand, err = zone.FromRecords("test.", signed); err != nil {
 		b.Fatal(err)
 	}
-	older := append([]dns.RR(nil), cand.Records...)
+	older := cand.RRs()
 	soa := dns.Copy(cand.SOA()).(*dns.SOA)
 	soa.Serial--
 	older[0] = soa
@@ -98,10 +98,10 @@ func changeDS(b *testing.B, cand *zone.Zone, zsk *zonesign.Key, changes int) *zo
 	b.Helper()
 	ds := cand.Counts["DS"]
 	every := max(ds/changes, 1)
-	rrs := make([]dns.RR, 0, len(cand.Records))
+	rrs := make([]dns.RR, 0, cand.Len())
 	sigOf := map[string]*dns.RRSIG{} // owner -> the DS RRSIG to redo
 	seen, changed := 0, 0
-	for _, rr := range cand.Records {
+	for _, rr := range cand.All() {
 		switch r := rr.(type) {
 		case *dns.SOA:
 			c := dns.Copy(r).(*dns.SOA)

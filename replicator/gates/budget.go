@@ -140,11 +140,13 @@ func sameSet(ax *Index, as *RRset, bx *Index, bs *RRset, eq func(x, y dns.RR) bo
 	if as == nil || bs == nil {
 		return as == nil && bs == nil
 	}
-	contains := func(xx *Index, xs *RRset, yx *Index, ys *RRset) bool {
-		for _, i := range xs.Records {
+	// RR decodes the record on every call: each record once, here.
+	a, b := setRecords(ax, as), setRecords(bx, bs)
+	contains := func(xs, ys []dns.RR) bool {
+		for _, x := range xs {
 			found := false
-			for _, j := range ys.Records {
-				if eq(xx.RR(i), yx.RR(j)) {
+			for _, y := range ys {
+				if eq(x, y) {
 					found = true
 					break
 				}
@@ -155,5 +157,14 @@ func sameSet(ax *Index, as *RRset, bx *Index, bs *RRset, eq func(x, y dns.RR) bo
 		}
 		return true
 	}
-	return contains(ax, as, bx, bs) && contains(bx, bs, ax, as)
+	return contains(a, b) && contains(b, a)
+}
+
+// setRecords is the records of s in ix.
+func setRecords(ix *Index, s *RRset) []dns.RR {
+	out := make([]dns.RR, len(s.Records()))
+	for k, i := range s.Records() {
+		out[k] = ix.RR(i)
+	}
+	return out
 }

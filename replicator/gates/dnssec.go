@@ -70,7 +70,7 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	}
 	reused := 0
 	if !keys.sep {
-		col.at(nil, keySet.Records[0], "no-ksk", ix.Origin(), "DNSKEY",
+		col.at(nil, keySet.Records()[0], "no-ksk", ix.Origin(), "DNSKEY",
 			"the DNSKEY RRset has no zone key with the SEP bit (KSK)")
 	}
 
@@ -92,17 +92,17 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 				ps = p
 			}
 			auth := authoritative(n, s.Type)
-			if auth && len(s.Sigs) == 0 {
-				col.at(nil, s.Records[0], "unsigned", n.Name, typeName(s.Type), "RRset is not signed")
+			if auth && len(s.Sigs()) == 0 {
+				col.at(nil, s.Records()[0], "unsigned", n.Name, typeName(s.Type), "RRset is not signed")
 				continue
 			}
-			if !auth && len(s.Sigs) > 0 {
-				col.at(nil, s.Sigs[0], "non-authoritative-sig", n.Name, typeName(s.Type),
+			if !auth && len(s.Sigs()) > 0 {
+				col.at(nil, s.Sigs()[0], "non-authoritative-sig", n.Name, typeName(s.Type),
 					"RRSIG over data that is not authoritative here (delegation NS or glue); the signer does not see the delegation")
 				continue
 			}
 			from := len(jobs)
-			for _, si := range s.Sigs {
+			for _, si := range s.Sigs() {
 				sig, ok := ix.RR(si).(*dns.RRSIG)
 				if !ok {
 					continue
@@ -163,12 +163,12 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 		}
 		for _, a := range keys.algs {
 			if valid[a/64]&(1<<(a%64)) == 0 {
-				col.at(nil, c.set.Records[0], "missing-algorithm", c.node.Name, typeName(c.set.Type),
+				col.at(nil, c.set.Records()[0], "missing-algorithm", c.node.Name, typeName(c.set.Type),
 					"not signed with algorithm %d, which the DNSKEY RRset has (RFC 4035 §2.2)", a)
 			}
 		}
 		if c.set.Type == dns.TypeDNSKEY && c.node.Apex && !ksk && keys.sep {
-			col.at(nil, c.set.Records[0], "dnskey-not-ksk-signed", c.node.Name, "DNSKEY",
+			col.at(nil, c.set.Records()[0], "dnskey-not-ksk-signed", c.node.Name, "DNSKEY",
 				"the DNSKEY RRset is not signed by any key with the SEP bit (KSK); a validator starting from the DS cannot get past it")
 		}
 	}
@@ -243,7 +243,7 @@ type zoneKeys struct {
 
 func collectKeys(ix *Index, set *RRset) zoneKeys {
 	k := zoneKeys{byTag: map[uint16][]*dns.DNSKEY{}}
-	for _, i := range set.Records {
+	for _, i := range set.Records() {
 		key, ok := ix.RR(i).(*dns.DNSKEY)
 		if !ok || key.Flags&dns.ZONE == 0 || key.Protocol != 3 {
 			continue // not a zone signing key (RFC 4034 §2.1.1)
@@ -330,10 +330,12 @@ func verifyAll(ctx context.Context, ix *Index, jobs []sigJob, fast map[*dns.DNSK
 
 func verifyOne(ix *Index, j *sigJob, rrs []dns.RR, fast map[*dns.DNSKEY]*p256Key, c *digestCatcher) []dns.RR {
 	sig := ix.RR(j.sig).(*dns.RRSIG)
-	first := ix.RR(j.set.Records[0]).Header().Name
-	for _, i := range j.set.Records {
+	for _, i := range j.set.Records() {
 		rrs = append(rrs, ix.RR(i))
 	}
+	// RR decodes on every call: the first record's owner is taken from
+	// the one already fetched.
+	first := rrs[0].Header().Name
 	// miekg wants one owner spelling per RRset; a zone may mix cases
 	// ("NS2" and "ns2"), which is the same name. Copy only then.
 	for k, rr := range rrs {
@@ -372,11 +374,11 @@ func verifyOne(ix *Index, j *sigJob, rrs []dns.RR, fast map[*dns.DNSKEY]*p256Key
 // in canonical text order, so equal sets line up; a set that does not
 // line up counts as changed, which only costs a verification.
 func sameRecords(x *Index, a *RRset, y *Index, b *RRset) bool {
-	if a == nil || b == nil || len(a.Records) != len(b.Records) {
+	if a == nil || b == nil || len(a.Records()) != len(b.Records()) {
 		return false
 	}
-	for i, ri := range a.Records {
-		ra, rb := x.RR(ri), y.RR(b.Records[i])
+	for i, ri := range a.Records() {
+		ra, rb := x.RR(ri), y.RR(b.Records()[i])
 		if ra != rb && !dns.IsDuplicate(ra, rb) {
 			return false
 		}
@@ -387,7 +389,7 @@ func sameRecords(x *Index, a *RRset, y *Index, b *RRset) bool {
 // hasSig reports whether set s of index x carries a signature identical
 // to sig (every RDATA field, the signature bytes included).
 func hasSig(x *Index, s *RRset, sig *dns.RRSIG) bool {
-	for _, i := range s.Sigs {
+	for _, i := range s.Sigs() {
 		if o := x.RR(i); o == dns.RR(sig) || dns.IsDuplicate(o, sig) {
 			return true
 		}

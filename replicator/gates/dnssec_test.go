@@ -35,7 +35,7 @@ func signSmall(t testing.TB, keys []*zonesign.Key, opts zonesign.Options) []dns.
 	if opts.Inception.IsZero() {
 		opts.Inception, opts.Expiration = sigInception, sigExpiration
 	}
-	rrs, err := zonesign.Sign(context.Background(), base.Records, "test.", keys, opts)
+	rrs, err := zonesign.Sign(context.Background(), base.RRs(), "test.", keys, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestDNSSECGate(t *testing.T) {
 	optout := signSmall(t, keys, zonesign.Options{NSEC3: true, OptOut: true})
 	twoAlgs := signSmall(t, []*zonesign.Key{ksk, zsk, ksk2, zsk2}, zonesign.Options{})
 	zskOnly := signSmall(t, []*zonesign.Key{zsk}, zonesign.Options{})
-	unsigned := load(t, "small.zone", "test.").Records
+	unsigned := load(t, "small.zone", "test.").RRs()
 
 	tests := []struct {
 		name   string

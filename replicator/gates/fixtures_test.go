@@ -278,8 +278,7 @@ func signedFixtures(t testing.TB) []fixture {
 	}
 	sign := func(serial uint32, opts zonesign.Options) []dns.RR {
 		t.Helper()
-		rrs := make([]dns.RR, len(base.Records))
-		copy(rrs, base.Records)
+		rrs := base.RRs()
 		soa := dns.Copy(base.SOA()).(*dns.SOA)
 		soa.Serial = serial
 		rrs[0] = soa

@@ -162,7 +162,7 @@ func tinySigned(f *testing.F, opts zonesign.Options) string {
 		"sora.test. 86400 IN NS ns1.kumo.test.",
 		"deep.ent.test. 86400 IN NS ns.example.net.")
 	opts.Inception, opts.Expiration = sigInception, sigExpiration
-	rrs, err := zonesign.Sign(context.Background(), z.Records, "test.", []*zonesign.Key{ksk, zsk}, opts)
+	rrs, err := zonesign.Sign(context.Background(), z.RRs(), "test.", []*zonesign.Key{ksk, zsk}, opts)
 	if err != nil {
 		f.Fatal(err)
 	}

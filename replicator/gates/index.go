@@ -1,6 +1,9 @@
 package gates
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/replicator/zone"
@@ -8,17 +11,23 @@ import (
 
 // Index is one zone version arranged for the gates: every owner name with
 // its RRsets and their signatures, the delegation points, and which names
-// are occluded. It is built in one pass over the records and shared by all
-// gates of a Run; it must not be modified after NewIndex returns.
+// are occluded. It is built in one pass over the zone's owner names and
+// shared by all gates of a Run; it must not be modified after NewIndex
+// returns.
 //
-// Records are referred to by their position in Zone().Records (int32: a
-// zone has far fewer than 2^31 records, and the index of a million
-// delegations holds several million of them).
+// Records are referred to by their position in Zone() (Zone().RR(i);
+// int32: a zone has far fewer than 2^31 records). The index of a
+// million-delegation zone has five million of them, so it holds no
+// per-name or per-RRset allocations: every RRset's records are a window
+// of one shared array, every node a value in one shared slice, and names
+// are found by binary search in the zone's sorted owner names instead of
+// a map.
 type Index struct {
 	zone    *zone.Zone
 	origin  string
-	nodes   map[string]*Node
-	list    []*Node // every node inside the zone, in order of its first record
+	nodes   []Node  // every name inside the zone, in the zone's name order
+	list    []*Node // the same, as pointers (what Nodes returns)
+	perm    []int32 // record numbers: per node, each RRset's records then its RRSIGs, then orphan RRSIGs
 	apex    *Node
 	dels    []*Node // delegation points that are not themselves occluded
 	outside []int32 // records whose owner is outside the zone
@@ -29,7 +38,8 @@ type Index struct {
 
 // Node is everything at one owner name.
 type Node struct {
-	// Name is the owner name, lower case and absolute.
+	// Name is the owner name as zone.NameKey gives it: lower case,
+	// absolute.
 	Name string
 	// Sets are the RRsets at Name, RRSIGs excluded (they are attached to
 	// the set they cover), in order of first appearance.
@@ -48,11 +58,16 @@ type Node struct {
 
 // RRset is the records of one type at one name.
 type RRset struct {
-	Type    uint16
-	Records []int32
-	// Sigs are the RRSIGs at the same name covering Type.
-	Sigs []int32
+	Type uint16
+	nrec int32
+	all  []int32 // the records, then the RRSIGs covering Type at the same name
 }
+
+// Records are the set's records.
+func (s *RRset) Records() []int32 { return s.all[:s.nrec:s.nrec] }
+
+// Sigs are the RRSIGs at the same name covering Type.
+func (s *RRset) Sigs() []int32 { return s.all[s.nrec:] }
 
 // Set returns the RRset of type t at n, or nil.
 func (n *Node) Set(t uint16) *RRset {
@@ -76,7 +91,7 @@ func (n *Node) hasSigs() bool {
 		return true
 	}
 	for i := range n.Sets {
-		if len(n.Sets[i].Sigs) > 0 {
+		if len(n.Sets[i].Sigs()) > 0 {
 			return true
 		}
 	}
@@ -88,75 +103,78 @@ func (n *Node) hasSigs() bool {
 func NewIndex(z *zone.Zone) *Index {
 	ix := &Index{
 		zone:   z,
-		origin: z.Origin,
-		nodes:  make(map[string]*Node, len(z.Records)/3+1),
+		origin: zone.NameKey(z.Origin),
+		nodes:  make([]Node, 0, z.Names()),
+		perm:   make([]int32, 0, z.Len()),
 	}
-	// Nodes come from chunks: one allocation per 1024 names instead of
-	// one per name.
-	var slab []Node
-	newNode := func(name string, i int32) *Node {
-		if len(slab) == cap(slab) {
-			slab = make([]Node, 0, 1024)
-		}
-		slab = append(slab, Node{Name: name, First: i})
-		n := &slab[len(slab)-1]
-		ix.nodes[name] = n
-		ix.list = append(ix.list, n)
-		return n
+	type rec struct {
+		i       int32
+		t, cov  uint16
+		claimed bool
 	}
-
-	var cur *Node
-	for i, rr := range z.Records {
-		if rr == nil {
+	var (
+		recs  []rec
+		types []uint16
+		sets  []RRset // the current slab; Node.Sets are windows of it
+	)
+	for k := range z.Names() {
+		name, start, end := z.Name(k)
+		if !under(name, ix.origin) {
+			for i := start; i < end; i++ {
+				ix.outside = append(ix.outside, int32(i))
+			}
 			continue
 		}
-		i := int32(i)
-		h := rr.Header()
-		name := lowerName(h.Name)
-		if cur == nil || cur.Name != name {
-			cur = ix.nodes[name]
-			if cur == nil {
-				if !under(name, ix.origin) {
-					ix.outside = append(ix.outside, i)
-					continue
-				}
-				cur = newNode(name, i)
+		apex := name == ix.origin
+		recs, types = recs[:0], types[:0]
+		if apex {
+			recs = append(recs, rec{i: 0, t: dns.TypeSOA})
+			types = append(types, dns.TypeSOA)
+		}
+		for i := start; i < end; i++ {
+			r := rec{i: int32(i), t: z.Type(i)}
+			if r.t == dns.TypeRRSIG {
+				r.cov = z.Covered(i)
+				ix.sigs++
+			} else if !slices.Contains(types, r.t) {
+				types = append(types, r.t)
 			}
+			recs = append(recs, r)
 		}
-		if h.Rrtype == dns.TypeRRSIG {
-			ix.sigs++
-			// Attached to its RRset once all records are in: the
-			// set may come later in the zone.
-			cur.Orphans = append(cur.Orphans, i)
-			continue
+		if len(sets)+len(types) > cap(sets) {
+			sets = make([]RRset, 0, max(4096, len(types)))
 		}
-		s := cur.Set(h.Rrtype)
-		if s == nil {
-			cur.Sets = append(cur.Sets, RRset{Type: h.Rrtype})
-			s = &cur.Sets[len(cur.Sets)-1]
-		}
-		s.Records = append(s.Records, i)
-	}
-
-	ix.apex = ix.nodes[ix.origin]
-	for _, n := range ix.list {
-		n.Apex = n == ix.apex
-		n.Cut = !n.Apex && n.Has(dns.TypeNS)
-		if len(n.Orphans) > 0 {
-			kept := n.Orphans[:0]
-			for _, si := range n.Orphans {
-				sig, ok := z.Records[si].(*dns.RRSIG)
-				if s := n.Set(sigCovered(sig, ok)); ok && s != nil {
-					s.Sigs = append(s.Sigs, si)
-				} else {
-					kept = append(kept, si)
+		s0 := len(sets)
+		for _, t := range types {
+			off := len(ix.perm)
+			for _, r := range recs {
+				if r.t == t {
+					ix.perm = append(ix.perm, r.i)
 				}
 			}
-			if len(kept) == 0 {
-				kept = nil
+			nrec := int32(len(ix.perm) - off)
+			for j := range recs {
+				if r := &recs[j]; r.t == dns.TypeRRSIG && r.cov == t {
+					ix.perm = append(ix.perm, r.i)
+					r.claimed = true
+				}
 			}
-			n.Orphans = kept
+			sets = append(sets, RRset{Type: t, nrec: nrec, all: ix.perm[off:len(ix.perm):len(ix.perm)]})
 		}
+		n := Node{Name: name, First: recs[0].i, Apex: apex}
+		if len(types) > 0 {
+			n.Sets = sets[s0:len(sets):len(sets)]
+		}
+		off := len(ix.perm)
+		for _, r := range recs {
+			if r.t == dns.TypeRRSIG && !r.claimed {
+				ix.perm = append(ix.perm, r.i)
+			}
+		}
+		if len(ix.perm) > off {
+			n.Orphans = ix.perm[off:len(ix.perm):len(ix.perm)]
+		}
+		n.Cut = !apex && n.Has(dns.TypeNS)
 		n.NSEC3Owner = len(n.Sets) > 0
 		for i := range n.Sets {
 			if n.Sets[i].Type != dns.TypeNSEC3 {
@@ -164,10 +182,20 @@ func NewIndex(z *zone.Zone) *Index {
 				break
 			}
 		}
+		ix.nodes = append(ix.nodes, n)
+	}
+	ix.list = make([]*Node, len(ix.nodes))
+	for i := range ix.nodes {
+		n := &ix.nodes[i]
+		ix.list[i] = n
+		if n.Apex {
+			ix.apex = n
+		}
 	}
 	for _, n := range ix.list {
+		// Only names two or more labels below the apex can be below a cut.
 		for p := parentName(n.Name); p != "" && strictlyUnder(p, ix.origin); p = parentName(p) {
-			if a := ix.nodes[p]; a != nil && a.Cut {
+			if a := ix.Node(p); a != nil && a.Cut {
 				n.Below = true
 				break
 			}
@@ -179,21 +207,20 @@ func NewIndex(z *zone.Zone) *Index {
 	return ix
 }
 
-func sigCovered(sig *dns.RRSIG, ok bool) uint16 {
-	if !ok {
-		return dns.TypeNone
-	}
-	return sig.TypeCovered
-}
-
 // Zone is the indexed version.
 func (ix *Index) Zone() *zone.Zone { return ix.zone }
 
 // Origin is the zone apex, lower case and absolute.
 func (ix *Index) Origin() string { return ix.origin }
 
-// Node returns the node at name (lower case, absolute), or nil.
-func (ix *Index) Node(name string) *Node { return ix.nodes[name] }
+// Node returns the node at name (as zone.NameKey gives it), or nil.
+func (ix *Index) Node(name string) *Node {
+	i, ok := slices.BinarySearchFunc(ix.nodes, name, func(n Node, name string) int { return strings.Compare(n.Name, name) })
+	if !ok {
+		return nil
+	}
+	return &ix.nodes[i]
+}
 
 // Nodes returns every node inside the zone, in zone order. Do not modify.
 func (ix *Index) Nodes() []*Node { return ix.list }
@@ -215,22 +242,28 @@ func (ix *Index) Previous() *Index  { return ix.previous }
 func (ix *Index) Published() *Index { return ix.published }
 
 // RR returns record i.
-func (ix *Index) RR(i int32) dns.RR { return ix.zone.Records[i] }
+func (ix *Index) RR(i int32) dns.RR { return ix.zone.RR(int(i)) }
 
 // Loc returns where record i came from: file and line, or "" and 0.
 func (ix *Index) Loc(i int32) (string, int) {
 	z := ix.zone
-	if z.File == "" || int(i) >= len(z.Lines) {
+	if z.File == "" {
 		return "", 0
 	}
-	return z.File, z.Lines[i]
+	// Line is 0 for a record without a source line (a zone built from
+	// records and given a File afterwards): no location then either.
+	line := z.Line(int(i))
+	if line == 0 {
+		return "", 0
+	}
+	return z.File, line
 }
 
 // cutAtOrAbove returns the closest delegation point at or above name
 // (excluding the apex), or nil. name need not exist.
 func (ix *Index) cutAtOrAbove(name string) *Node {
 	for p := name; p != "" && strictlyUnder(p, ix.origin); p = parentName(p) {
-		if a := ix.nodes[p]; a != nil && a.Cut {
+		if a := ix.Node(p); a != nil && a.Cut {
 			return a
 		}
 	}

@@ -6,26 +6,19 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdr/regdr/internal/dnsname"
+	"github.com/regdr/regdr/replicator/zone"
 )
 
-// lowerName returns name lower-cased (ASCII only, as DNS compares names)
-// and absolute. It returns name itself, without allocating, when it is
-// already both: in a generated zone that is nearly every name, and a
-// million-delegation zone must not allocate a string per record.
+// lowerName returns name in the form the index keys names by
+// (zone.NameKey: lower case, escapes as miekg prints them) and absolute.
+// It returns name itself, without allocating, when it is already so: in a
+// generated zone that is nearly every name, and a million-delegation zone
+// must not allocate a string per record.
 func lowerName(name string) string {
-	clean := name != "" && dns.IsFqdn(name)
-	if clean {
-		for i := 0; i < len(name); i++ {
-			if c := name[i]; 'A' <= c && c <= 'Z' {
-				clean = false
-				break
-			}
-		}
+	if name == "" || !dns.IsFqdn(name) {
+		name = dns.Fqdn(name)
 	}
-	if clean {
-		return name
-	}
-	return dns.CanonicalName(name)
+	return zone.NameKey(name)
 }
 
 // hasUpper reports an ASCII upper-case letter in s.

@@ -150,20 +150,20 @@ func checkNSEC(ctx context.Context, ix *Index, col *collector) error {
 				"no NSEC record: the chain is broken between %s and %s", prev.Name, next.Name)
 			continue
 		}
-		if len(set.Records) > 1 {
-			col.at(nil, set.Records[1], "nsec-several", n.Name, "NSEC", "%d NSEC records at one name", len(set.Records))
+		if len(set.Records()) > 1 {
+			col.at(nil, set.Records()[1], "nsec-several", n.Name, "NSEC", "%d NSEC records at one name", len(set.Records()))
 		}
-		r, ok := ix.RR(set.Records[0]).(*dns.NSEC)
+		r, ok := ix.RR(set.Records()[0]).(*dns.NSEC)
 		if !ok {
 			continue
 		}
 		if got := lowerName(r.NextDomain); got != next.Name {
-			col.at(nil, set.Records[0], "nsec-next", n.Name, "NSEC",
+			col.at(nil, set.Records()[0], "nsec-next", n.Name, "NSEC",
 				"NSEC points to %s, the next name in canonical order is %s", got, next.Name)
 		}
 		buf = expectedTypes(n, buf)
 		if !sameTypes(r.TypeBitMap, buf) {
-			col.at(nil, set.Records[0], "nsec-bitmap", n.Name, "NSEC",
+			col.at(nil, set.Records()[0], "nsec-bitmap", n.Name, "NSEC",
 				"NSEC type bitmap lists %s, the name has %s", typeList(r.TypeBitMap), typeList(buf))
 		}
 	}
@@ -225,7 +225,7 @@ func checkNSEC3(ctx context.Context, ix *Index, col *collector) error {
 		if s == nil {
 			continue
 		}
-		for _, i := range s.Records {
+		for _, i := range s.Records() {
 			r, ok := ix.RR(i).(*dns.NSEC3)
 			if !ok {
 				continue
@@ -249,7 +249,7 @@ func checkNSEC3(ctx context.Context, ix *Index, col *collector) error {
 
 	names := nsec3Names(ix)
 	matched := make([]bool, len(all))
-	for _, pi := range params.Records {
+	for _, pi := range params.Records() {
 		p, ok := ix.RR(pi).(*dns.NSEC3PARAM)
 		if !ok {
 			continue

@@ -25,7 +25,7 @@ func (g originGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	col := newCollector(GateOrigin, g.c, ix)
 	z := ix.Zone()
 	for _, i := range ix.Outside() {
-		h := z.Records[i].Header()
+		h := z.RR(int(i)).Header()
 		col.at(nil, i, "out-of-zone", lowerName(h.Name), typeName(h.Rrtype),
 			"owner name is outside the zone %s", ix.Origin())
 	}

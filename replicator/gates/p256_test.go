@@ -115,10 +115,10 @@ func TestP256FastPathMatchesMiekg(t *testing.T) {
 		for si := range n.Sets {
 			s := &n.Sets[si]
 			var rrs []dns.RR
-			for _, i := range s.Records {
+			for _, i := range s.Records() {
 				rrs = append(rrs, ix.RR(i))
 			}
-			for _, sgi := range s.Sigs {
+			for _, sgi := range s.Sigs() {
 				sig := ix.RR(sgi).(*dns.RRSIG)
 				bad := dns.Copy(sig).(*dns.RRSIG)
 				raw, _ := base64.StdEncoding.DecodeString(bad.Signature)

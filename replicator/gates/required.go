@@ -92,13 +92,13 @@ func (g requiredGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 			}
 			if cs := n.Set(dns.TypeCNAME); cs != nil {
 				target := ""
-				if c, ok := base.RR(cs.Records[0]).(*dns.CNAME); ok {
+				if c, ok := base.RR(cs.Records()[0]).(*dns.CNAME); ok {
 					target = lowerName(c.Target)
 				}
 				if isReverse(n.Name) || hasClasslessLabel(n.Name) || hasClasslessLabel(target) {
 					cnames++
 					if !ix.Node(n.Name).Has(dns.TypeCNAME) && !removed[n.Name] {
-						col.at(base, cs.Records[0], "rfc2317-cname-lost", n.Name, "CNAME",
+						col.at(base, cs.Records()[0], "rfc2317-cname-lost", n.Name, "CNAME",
 							"RFC 2317 CNAME to %s is in the %s version but missing here, and the registry did not remove it", target, what)
 					}
 				}
@@ -107,7 +107,7 @@ func (g requiredGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 				dsSets++
 				cn := ix.Node(n.Name)
 				if cn != nil && cn.Cut && !cn.Below && !cn.Has(dns.TypeDS) && !removed[n.Name] {
-					col.at(base, ds.Records[0], "ds-lost", n.Name, "DS",
+					col.at(base, ds.Records()[0], "ds-lost", n.Name, "DS",
 						"delegation kept its NS but lost its DS records (in the %s version); the registry did not remove them: the delegation silently becomes insecure", what)
 				}
 			}

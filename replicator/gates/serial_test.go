@@ -39,7 +39,7 @@ func TestSerialGate(t *testing.T) {
 	// withSerial is section name at serial s.
 	withSerial := func(t *testing.T, name string, s uint32) *zone.Zone {
 		z := sectionZone(t, secs, file, name, "test.")
-		rrs := append([]dns.RR(nil), z.Records...)
+		rrs := z.RRs()
 		soa := dns.Copy(z.SOA()).(*dns.SOA)
 		soa.Serial = s
 		rrs[0] = soa

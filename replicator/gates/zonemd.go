@@ -43,7 +43,7 @@ func (g zonemdGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	}
 	byHash := map[uint8][]want{}
 	var hashes []uint8
-	for _, i := range set.Records {
+	for _, i := range set.Records() {
 		r, ok := ix.RR(i).(*dns.ZONEMD)
 		if !ok {
 			continue
@@ -82,7 +82,7 @@ func (g zonemdGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 		}
 		sums, err := computeDigests(ix.Zone(), hashes)
 		if err != nil {
-			col.at(nil, set.Records[0], "zonemd-compute", origin, "ZONEMD", "cannot compute the digest: %v", err)
+			col.at(nil, set.Records()[0], "zonemd-compute", origin, "ZONEMD", "cannot compute the digest: %v", err)
 		}
 		for k, h := range hashes {
 			if err != nil {
@@ -151,13 +151,13 @@ type canonRR struct {
 // computeDigests digests z once per algorithm in algs, sorting once.
 func computeDigests(z *zone.Zone, algs []uint8) ([][]byte, error) {
 	origin := z.Origin
-	items := make([]canonRR, 0, len(z.Records))
-	arena := make([]byte, 0, 64*len(z.Records))
+	items := make([]canonRR, 0, z.Len())
+	arena := make([]byte, 0, 64*z.Len())
 	buf := make([]byte, 0, dns.MaxMsgSize)
 	msg := new(dns.Msg)
 	one := make([]dns.RR, 1)
 	lastName, lastKey := "", ""
-	for _, rr := range z.Records {
+	for _, rr := range z.All() {
 		if rr == nil {
 			continue
 		}

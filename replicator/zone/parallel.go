@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,23 +190,32 @@ func parseChunk(c chunk, file, origin string) (piece, error) {
 	lr := &lineReader{br: bufio.NewReaderSize(bytes.NewReader(data), 64*1024), line: 1}
 	zp := dns.NewZoneParser(lr, origin, file)
 	zp.SetIncludeAllowed(false)
-	var res piece
+	// Each record is packed once the next one is read: the last one of
+	// a chunk but the last must be the sentinel, and is not kept.
+	b := newPieceBuilder(len(c.data) * 3 / 4)
+	var pending dns.RR
+	pendingLine := 0
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		res.rrs = append(res.rrs, rr)
-		res.lines = append(res.lines, lr.entryStart()+c.firstLine-1)
-		res.texts = append(res.texts, canonicalText(rr))
+		if pending != nil {
+			if err := b.add(pending, pendingLine); err != nil {
+				return piece{}, errSequential // the sequential parse says where
+			}
+		}
+		pending, pendingLine = rr, lr.entryStart()+c.firstLine-1
 	}
 	if err := zp.Err(); err != nil {
 		return piece{}, errSequential
 	}
 	if !c.last {
-		n := len(res.rrs) - 1
-		if n < 0 || !isSentinel(res.rrs[n], origin) {
+		if pending == nil || !isSentinel(pending, origin) {
 			return piece{}, errSequential
 		}
-		res.rrs, res.lines, res.texts = res.rrs[:n], res.lines[:n], res.texts[:n]
+	} else if pending != nil {
+		if err := b.add(pending, pendingLine); err != nil {
+			return piece{}, errSequential
+		}
 	}
-	return res, nil
+	return b.done(), nil
 }
 
 func isSentinel(rr dns.RR, origin string) bool {
@@ -298,50 +306,4 @@ func cleanChunk(b []byte) bool {
 func useParallel(size int64) (workers int, ok bool) {
 	workers = runtime.GOMAXPROCS(0)
 	return workers, workers > 1 && size >= parallelMinSize
-}
-
-// sortEntries sorts by text, stably, on every core: each part sorted on
-// its own, then merged pairwise (ties from the left, which keeps it
-// stable).
-func sortEntries(e []entry, parts int) {
-	cmp := func(a, b entry) int { return strings.Compare(a.text, b.text) }
-	if parts < 2 || len(e) < 1<<16 {
-		slices.SortStableFunc(e, cmp)
-		return
-	}
-	bounds := make([]int, parts+1)
-	for i := range bounds {
-		bounds[i] = len(e) * i / parts
-	}
-	var wg sync.WaitGroup
-	for i := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slices.SortStableFunc(e[bounds[i]:bounds[i+1]], cmp)
-		}()
-	}
-	wg.Wait()
-	tmp := make([]entry, len(e))
-	for width := 1; width < parts; width *= 2 {
-		for i := 0; i+width < parts; i += 2 * width {
-			lo, mid, hi := bounds[i], bounds[i+width], bounds[min(i+2*width, parts)]
-			merge(tmp[lo:hi], e[lo:mid], e[mid:hi], cmp)
-			copy(e[lo:hi], tmp[lo:hi])
-		}
-	}
-}
-
-func merge(dst, a, b []entry, cmp func(a, b entry) int) {
-	k := 0
-	for len(a) > 0 && len(b) > 0 {
-		if cmp(b[0], a[0]) < 0 {
-			dst[k], b = b[0], b[1:]
-		} else {
-			dst[k], a = a[0], a[1:]
-		}
-		k++
-	}
-	k += copy(dst[k:], a)
-	copy(dst[k:], b)
 }

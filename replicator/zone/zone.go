@@ -17,29 +17,32 @@ package zone
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/miekg/dns"
 )
 
 // Zone is one version of one zone.
+//
+// Its records are reached through Len, RR and All, not a slice: how they
+// are held is the zone's business (a million-delegation zone is five
+// million records, and holding each as a miekg struct costs several times
+// the zone's wire size).
 type Zone struct {
 	// Origin is the zone apex, lower case, fully qualified.
 	Origin string
 	// Serial is the SOA serial of this version.
 	Serial uint32
-	// Records holds every RR of the zone exactly once: the SOA first,
-	// then the rest in the order of their canonical text (see Digest).
-	Records []dns.RR
 	// Digest is the hex SHA-256 of the canonical text: one line per RR
 	// (rr.String() with the owner name lower-cased), duplicates removed,
 	// lines sorted, each ending in "\n". Two versions with equal digests
@@ -49,19 +52,108 @@ type Zone struct {
 	Digest string
 	// Counts is the number of RRs per type mnemonic ("NS", "DS", ...).
 	Counts map[string]int
-	// File and Lines say where each record came from when the zone was
-	// parsed from a file: Lines[i] is the line on which Records[i]
-	// begins, so a gate can report "file:line" for a bad record. Both
-	// are empty for zones built from records (e.g. a transfer).
-	File  string
-	Lines []int
+	// File is the file the zone was parsed from ("" for zones built from
+	// records, e.g. a transfer); Line gives each record's line in it.
+	File string
+
+	// Every record exactly once, packed (wire.go): refs[i] is record i,
+	// the arena (high 32 bits) and offset (low) where it starts. Record
+	// 0 is the SOA, the rest follow in the order of their canonical text
+	// (see Digest).
+	refs   []uint64
+	arenas [][]byte
+	// lines[i] is the line on which record i begins in File; nil when
+	// not from a file.
+	lines []int32
+	// names are the distinct owner names (NameKey) in sorted order;
+	// the records of names[k] are nameStart[k] to nameStart[k+1]-1, and
+	// the SOA (record 0) besides for the apex.
+	names     []string
+	nameStart []int32
+}
+
+// Len is the number of records in the zone, SOA included.
+func (z *Zone) Len() int { return len(z.refs) }
+
+// RR returns record i (0 <= i < Len): the SOA first, then the rest in
+// the order of their canonical text. Each call decodes a new value, which
+// the caller may keep or modify.
+func (z *Zone) RR(i int) dns.RR {
+	ref := z.refs[i]
+	rr, _, err := dns.UnpackRR(z.arenas[ref>>32], int(uint32(ref)))
+	if err != nil {
+		// Every record was decoded once when the zone was built.
+		panic(fmt.Sprintf("zone %s: record %d no longer decodes: %v", z.Origin, i, err))
+	}
+	return rr
+}
+
+// Type is the type of record i, read without decoding the record.
+func (z *Zone) Type(i int) uint16 {
+	ref := z.refs[i]
+	return wireType(z.arenas[ref>>32], int(uint32(ref)))
+}
+
+// Covered is the type an RRSIG record i covers, read without decoding
+// it; dns.TypeNone when record i is not an RRSIG.
+func (z *Zone) Covered(i int) uint16 {
+	ref := z.refs[i]
+	b, off := z.arenas[ref>>32], int(uint32(ref))
+	if wireType(b, off) != dns.TypeRRSIG {
+		return dns.TypeNone
+	}
+	return wireCovered(b, off)
+}
+
+// All yields every record with its position, in the order of RR.
+func (z *Zone) All() iter.Seq2[int, dns.RR] {
+	return func(yield func(int, dns.RR) bool) {
+		for i := range z.refs {
+			if !yield(i, z.RR(i)) {
+				return
+			}
+		}
+	}
+}
+
+// RRs returns every record in a new slice, in the order of RR. For small
+// zones and tests: a large zone is better walked with All.
+func (z *Zone) RRs() []dns.RR {
+	out := make([]dns.RR, 0, z.Len())
+	for _, rr := range z.All() {
+		out = append(out, rr)
+	}
+	return out
+}
+
+// Line is the line of File on which record i begins, or 0 when the zone
+// was not parsed from a file.
+func (z *Zone) Line(i int) int {
+	if i < 0 || i >= len(z.lines) {
+		return 0
+	}
+	return int(z.lines[i])
 }
 
 // SOA returns the zone's SOA record.
-func (z *Zone) SOA() *dns.SOA { return z.Records[0].(*dns.SOA) }
+func (z *Zone) SOA() *dns.SOA { return z.RR(0).(*dns.SOA) }
 
-// Len is the number of records in the zone, SOA included.
-func (z *Zone) Len() int { return len(z.Records) }
+// Names is the number of distinct owner names in the zone.
+func (z *Zone) Names() int { return len(z.names) }
+
+// Name returns owner name k (0 <= k < Names) as NameKey gives it, and the
+// records it owns: from start to end-1, plus record 0 (the SOA) for the
+// apex. Names come in sorted order (byte order of their keys), so all
+// records of a name are together.
+func (z *Zone) Name(k int) (name string, start, end int) {
+	return z.names[k], int(z.nameStart[k]), int(z.nameStart[k+1])
+}
+
+// FindName returns the position of the owner name with key (NameKey) in
+// Names order, if the zone has records there.
+func (z *Zone) FindName(key string) (int, bool) {
+	return slices.BinarySearch(z.names, key)
+}
 
 // ErrNoSOA and ErrSeveralSOA are returned (wrapped) for a zone without
 // exactly one SOA record; ErrSOANotAtOrigin when its owner is not the apex.
@@ -71,105 +163,48 @@ var (
 	ErrSOANotAtOrigin = errors.New("SOA record is not at the zone origin")
 )
 
-// FromRecords builds a Zone from rrs. The slice is not modified; the RR
-// values are shared with the result, so the caller must not modify them
-// afterwards. Exact duplicates are dropped (an RRset is a set, and every
-// secondary would drop them too, so keeping them would make the digest of
-// a transferred copy differ from the original).
+// FromRecords builds a Zone from rrs. The records are copied (packed):
+// the caller may do what it likes with rrs afterwards. Exact duplicates are
+// dropped (an RRset is a set, and every secondary would drop them too, so
+// keeping them would make the digest of a transferred copy differ from
+// the original).
 func FromRecords(origin string, rrs []dns.RR) (*Zone, error) {
-	return build(origin, piece{rrs: rrs})
-}
-
-// piece is part of a zone's records in file order, with their source
-// lines (lines[i] for rrs[i]; nil when not from a file) and canonical
-// texts if already computed (nil: computed here).
-type piece struct {
-	rrs   []dns.RR
-	lines []int
-	texts []string
-}
-
-// entry is one record being put in digest order.
-type entry struct {
-	text string
-	rr   dns.RR
-	line int
-}
-
-// build makes a Zone of the records of pieces, in order. Either every
-// piece has lines or none has.
-func build(origin string, pieces ...piece) (*Zone, error) {
-	origin, err := canonicalOrigin(origin)
+	o, err := canonicalOrigin(origin)
 	if err != nil {
 		return nil, err
 	}
-	var soa *dns.SOA
-	n := 0
-	for _, p := range pieces {
-		n += len(p.rrs)
+	// Packed in pieces, on every core.
+	n := (len(rrs) + pieceRecords - 1) / pieceRecords
+	pieces := make([]piece, max(n, 1))
+	errs := make([]error, len(pieces))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i := range pieces {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			part := rrs[min(i*pieceRecords, len(rrs)):min((i+1)*pieceRecords, len(rrs))]
+			b := newPieceBuilder(len(part) * 64)
+			for _, rr := range part {
+				if rr == nil {
+					continue
+				}
+				if err := b.add(rr, 0); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+			pieces[i] = b.done()
+		}()
 	}
-	lines := len(pieces) > 0 && pieces[0].lines != nil
-	entries := make([]entry, 0, n)
-	for _, p := range pieces {
-		for i, rr := range p.rrs {
-			if rr == nil {
-				continue
-			}
-			if s, ok := rr.(*dns.SOA); ok {
-				if !strings.EqualFold(s.Hdr.Name, origin) {
-					return nil, fmt.Errorf("zone %s: %w: owner %s", origin, ErrSOANotAtOrigin, s.Hdr.Name)
-				}
-				if soa != nil && !dns.IsDuplicate(soa, s) {
-					return nil, fmt.Errorf("zone %s: %w (serials %d and %d)", origin, ErrSeveralSOA, soa.Serial, s.Serial)
-				}
-				if soa == nil {
-					soa = s
-					entries = append(entries, entry{textOf(p.texts, i, s), s, lineOf(p.lines, i)})
-				}
-				continue
-			}
-			entries = append(entries, entry{textOf(p.texts, i, rr), rr, lineOf(p.lines, i)})
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: %w", o, err)
 		}
 	}
-	if soa == nil {
-		return nil, fmt.Errorf("zone %s: %w", origin, ErrNoSOA)
-	}
-	// Stable, so of two identical records the first in the file is kept
-	// (and its line reported).
-	sortEntries(entries, runtime.GOMAXPROCS(0))
-
-	z := &Zone{
-		Origin:  origin,
-		Serial:  soa.Serial,
-		Records: make([]dns.RR, 0, len(entries)),
-		Counts:  make(map[string]int),
-	}
-	z.Records = append(z.Records, soa)
-	if lines {
-		z.Lines = make([]int, 1, len(entries))
-	}
-	h := sha256.New()
-	prev := ""
-	for i, e := range entries {
-		if i > 0 && e.text == prev {
-			continue
-		}
-		prev = e.text
-		io.WriteString(h, e.text)
-		io.WriteString(h, "\n")
-		z.Counts[typeName(e.rr.Header().Rrtype)]++
-		switch {
-		case e.rr == dns.RR(soa) && lines:
-			z.Lines[0] = e.line
-		case e.rr != dns.RR(soa):
-			z.Records = append(z.Records, e.rr)
-			if lines {
-				z.Lines = append(z.Lines, e.line)
-			}
-		}
-	}
-	z.Digest = hex.EncodeToString(h.Sum(nil))
-	return z, nil
+	return build(o, pieces...)
 }
 
 // ParseFile reads a zone file in RFC 1035 presentation format. $INCLUDE is
@@ -240,21 +275,23 @@ func Parse(r io.Reader, file, origin string) (*Zone, error) {
 	lr := &lineReader{br: bufio.NewReaderSize(r, 64*1024), line: 1}
 	zp := dns.NewZoneParser(lr, o, file)
 	zp.SetIncludeAllowed(false)
-	var (
-		rrs   []dns.RR
-		lines []int
-		texts = newTexter()
-	)
+	var pieces []piece
+	b := newPieceBuilder(1 << 20)
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		rrs = append(rrs, rr)
-		lines = append(lines, lr.entryStart())
-		texts.add(rr)
+		line := lr.entryStart()
+		if err := b.add(rr, line); err != nil {
+			return nil, &SyntaxError{File: file, Line: line, Column: 1, Msg: err.Error(), Err: err}
+		}
+		if b.full() {
+			pieces = append(pieces, b.done())
+			b = newPieceBuilder(1 << 20)
+		}
 	}
-	all := texts.wait()
 	if err := zp.Err(); err != nil {
 		return nil, parseError(file, err)
 	}
-	z, err := build(o, piece{rrs, lines, all})
+	pieces = append(pieces, b.done())
+	z, err := build(o, pieces...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -321,67 +358,6 @@ func (r *lineReader) entryStart() int {
 	}
 	r.first = 0
 	return start
-}
-
-// texter computes records' canonical texts on another goroutine while
-// the parser reads on: the lexer is sequential and leaves the other
-// cores idle, and the texts (rr.String() for every record) are a fifth of
-// the time of a parse.
-type texter struct {
-	batch []dns.RR
-	in    chan []dns.RR
-	out   chan []string
-}
-
-// texterBatch records go to the other goroutine at a time.
-const texterBatch = 4096
-
-func newTexter() *texter {
-	t := &texter{in: make(chan []dns.RR, 16), out: make(chan []string, 1)}
-	go func() {
-		var all []string
-		for b := range t.in {
-			for _, rr := range b {
-				all = append(all, canonicalText(rr))
-			}
-		}
-		t.out <- all
-	}()
-	return t
-}
-
-func (t *texter) add(rr dns.RR) {
-	if t.batch == nil {
-		t.batch = make([]dns.RR, 0, texterBatch)
-	}
-	t.batch = append(t.batch, rr)
-	if len(t.batch) == texterBatch {
-		t.in <- t.batch
-		t.batch = nil
-	}
-}
-
-// wait returns the texts of every record added, in order.
-func (t *texter) wait() []string {
-	if len(t.batch) > 0 {
-		t.in <- t.batch
-	}
-	close(t.in)
-	return <-t.out
-}
-
-func textOf(texts []string, i int, rr dns.RR) string {
-	if texts == nil {
-		return canonicalText(rr)
-	}
-	return texts[i]
-}
-
-func lineOf(lines []int, i int) int {
-	if lines == nil {
-		return 0
-	}
-	return lines[i]
 }
 
 // SerialLess reports whether serial a is before serial b in RFC 1982

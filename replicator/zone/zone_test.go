@@ -2,11 +2,14 @@ package zone
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,8 +64,8 @@ func TestParseFile(t *testing.T) {
 			if z.Origin != "example." || z.Serial != tt.wantSerial {
 				t.Errorf("origin %q serial %d, want example. %d", z.Origin, z.Serial, tt.wantSerial)
 			}
-			if _, ok := z.Records[0].(*dns.SOA); !ok {
-				t.Errorf("first record is %s, want SOA", z.Records[0])
+			if _, ok := z.RR(0).(*dns.SOA); !ok {
+				t.Errorf("first record is %s, want SOA", z.RR(0))
 			}
 			if len(z.Counts) != len(tt.wantCounts) {
 				t.Errorf("counts %v, want %v", z.Counts, tt.wantCounts)
@@ -132,8 +135,8 @@ func TestDigest(t *testing.T) {
 			if z.Serial != 7 {
 				t.Errorf("serial %d, want 7", z.Serial)
 			}
-			if _, ok := z.Records[0].(*dns.SOA); !ok {
-				t.Errorf("first record %s, want the SOA", z.Records[0])
+			if _, ok := z.RR(0).(*dns.SOA); !ok {
+				t.Errorf("first record %s, want the SOA", z.RR(0))
 			}
 		})
 	}
@@ -184,31 +187,44 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		soa, ok := z.Records[0].(*dns.SOA)
+		soa, ok := z.RR(0).(*dns.SOA)
 		if !ok || soa.Serial != z.Serial || !strings.EqualFold(soa.Hdr.Name, "example.") {
-			t.Fatalf("bad first record %v for serial %d", z.Records[0], z.Serial)
+			t.Fatalf("bad first record %v for serial %d", z.RR(0), z.Serial)
 		}
-		if len(z.Lines) != len(z.Records) {
-			t.Fatalf("%d lines for %d records", len(z.Lines), len(z.Records))
+		if len(zoneLines(z)) != z.Len() {
+			t.Fatalf("%d lines for %d records", len(zoneLines(z)), z.Len())
 		}
-		for i, l := range z.Lines {
+		for i, l := range zoneLines(z) {
 			if l < 1 || l > bytes.Count(data, []byte("\n"))+1 {
-				t.Fatalf("record %d (%v) at line %d", i, z.Records[i], l)
+				t.Fatalf("record %d (%v) at line %d", i, z.RR(i), l)
 			}
 		}
 		n := 0
 		for _, c := range z.Counts {
 			n += c
 		}
-		if n != len(z.Records) {
-			t.Fatalf("counts sum %d, records %d", n, len(z.Records))
+		if n != z.Len() {
+			t.Fatalf("counts sum %d, records %d", n, z.Len())
 		}
-		again, err := FromRecords(z.Origin, z.Records)
+		again, err := FromRecords(z.Origin, z.RRs())
 		if err != nil {
 			t.Fatalf("rebuild: %v", err)
 		}
 		if again.Digest != z.Digest {
 			t.Fatalf("rebuild digest %s != %s", again.Digest, z.Digest)
+		}
+		// What the store writes (every record's text) parses back to the
+		// same zone.
+		var text strings.Builder
+		for _, rr := range z.All() {
+			text.WriteString(rr.String() + "\n")
+		}
+		back, err := Parse(strings.NewReader(text.String()), "back.zone", z.Origin)
+		if err != nil {
+			t.Fatalf("the zone's own text does not parse: %v\n%s", err, text.String())
+		}
+		if back.Digest != z.Digest {
+			t.Fatalf("the zone's own text parses to digest %s, not %s", back.Digest, z.Digest)
 		}
 	})
 }
@@ -220,8 +236,8 @@ func TestParseLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if z.File != filepath.Join("testdata", "lines.zone") || len(z.Lines) != len(z.Records) {
-		t.Fatalf("File %q, %d lines for %d records", z.File, len(z.Lines), len(z.Records))
+	if z.File != filepath.Join("testdata", "lines.zone") || len(zoneLines(z)) != z.Len() {
+		t.Fatalf("File %q, %d lines for %d records", z.File, len(zoneLines(z)), z.Len())
 	}
 	want := map[string]int{
 		"example. SOA":                        5,
@@ -238,12 +254,12 @@ func TestParseLines(t *testing.T) {
 		"nonl.example. A":                     20,
 	}
 	got := map[string]int{}
-	for i, rr := range z.Records {
+	for i, rr := range z.All() {
 		key := rr.Header().Name + " " + dns.TypeToString[rr.Header().Rrtype]
 		if ns, ok := rr.(*dns.NS); ok && rr.Header().Name == "alpha.example." {
 			key += " " + ns.Ns
 		}
-		got[key] = z.Lines[i]
+		got[key] = z.Line(i)
 	}
 	for k, line := range want {
 		if got[k] != line {
@@ -253,11 +269,118 @@ func TestParseLines(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("records %v, want %v", got, want)
 	}
-	built, err := FromRecords("example.", z.Records)
+	built, err := FromRecords("example.", z.RRs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if built.Lines != nil || built.File != "" || built.Digest != z.Digest {
-		t.Errorf("FromRecords: lines %v file %q digest equal %v; want no lines, same digest", built.Lines, built.File, built.Digest == z.Digest)
+	if built.lines != nil || built.File != "" || built.Digest != z.Digest {
+		t.Errorf("FromRecords: lines %v file %q digest equal %v; want no lines, same digest", built.lines, built.File, built.Digest == z.Digest)
+	}
+}
+
+// zoneLines is every record's line.
+func zoneLines(z *Zone) []int {
+	out := make([]int, z.Len())
+	for i := range out {
+		out[i] = z.Line(i)
+	}
+	return out
+}
+
+// The digest is what it says it is, however it is computed: SHA-256 of the
+// sorted, distinct canonical texts. And the owner-name table, Type and
+// Covered agree with the records themselves.
+func TestDigestDefinitionAndNames(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	kinds := append([]string{},
+		"d%[1]d.test. 3600 IN NS ns1.d%[1]d.test.",
+		"d%[1]d IN 300 DS 1 13 2 %064[1]x",
+		"ns1.d%[1]d.test. 300 A 192.0.2.%[2]d",
+		"x%[2]d IN A 198.51.100.%[2]d",
+		`a\\065%[2]d.test. 60 IN TXT "escaped letter"`,
+		`aA%[2]d.test. 60 IN TXT "escaped letter"`,
+		"D%[1]d.Test. 3600 IN NS NS1.d%[1]d.test.",
+		"d%[2]d.test. 3600 IN NS ns.example.",
+		"d%[2]d.test. 3600 IN RRSIG NS 13 2 3600 20261201000000 20261101000000 12345 test. AAAA",
+		`a\\%[2]d.test. 60 IN TXT "odd owner"`,
+		`\\200%[2]d.test. 60 IN A 192.0.2.1`,
+	)
+	text := randomZone(r, 3000, kinds)
+	for _, size := range []int{0, 4096} {
+		var (
+			z   *Zone
+			err error
+		)
+		if size == 0 {
+			z, err = sequential(t, text)
+		} else {
+			z, _ = inPieces(t, text, size)
+		}
+		if err != nil || z == nil {
+			t.Fatalf("parse: %v", err)
+		}
+		var lines []string
+		for _, rr := range z.All() {
+			lines = append(lines, canonicalText(rr)+"\n")
+		}
+		slices.Sort(lines)
+		lines = slices.Compact(lines)
+		if len(lines) != z.Len() {
+			t.Fatalf("%d distinct texts, %d records", len(lines), z.Len())
+		}
+		sum := sha256.Sum256([]byte(strings.Join(lines, "")))
+		if hex.EncodeToString(sum[:]) != z.Digest {
+			t.Fatalf("digest %s, want %x", z.Digest, sum)
+		}
+		seen := 0
+		for k := range z.Names() {
+			name, start, end := z.Name(k)
+			if k > 0 {
+				if prev, _, _ := z.Name(k - 1); prev >= name {
+					t.Fatalf("names out of order: %q then %q", prev, name)
+				}
+			}
+			if got, ok := z.FindName(name); !ok || got != k {
+				t.Fatalf("FindName(%q) = %d %v, want %d", name, got, ok, k)
+			}
+			for i := start; i < end; i++ {
+				rr := z.RR(i)
+				if NameKey(rr.Header().Name) != name {
+					t.Fatalf("record %d %v listed under %q", i, rr, name)
+				}
+				if z.Type(i) != rr.Header().Rrtype {
+					t.Fatalf("Type(%d) = %d for %v", i, z.Type(i), rr)
+				}
+				want := uint16(dns.TypeNone)
+				if s, ok := rr.(*dns.RRSIG); ok {
+					want = s.TypeCovered
+				}
+				if z.Covered(i) != want {
+					t.Fatalf("Covered(%d) = %d for %v", i, z.Covered(i), rr)
+				}
+			}
+			seen += end - start
+		}
+		if seen != z.Len()-1 {
+			t.Fatalf("names own %d records besides the SOA, zone has %d", seen, z.Len()-1)
+		}
+		if _, ok := z.FindName(NameKey(z.Origin)); !ok {
+			t.Fatalf("apex %s not among the names", z.Origin)
+		}
+	}
+}
+
+func TestNameKey(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"Example.TEST.", "example.test."},
+		{"a-b_c.*.test.", "a-b_c.*.test."},
+		{`a\065.test.`, "aa.test."},
+		{`A\066C.test`, "abc.test."},
+		{`a\.b.test.`, `a\.b.test.`},
+		{`\200.test.`, `\200.test.`},
+	} {
+		if got := NameKey(tt.in); got != tt.want {
+			t.Errorf("NameKey(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -155,7 +155,7 @@ func fakePrimary(t *testing.T, script func(x *xfr)) string {
 
 // chunks splits SOA, records..., SOA into messages of n records.
 func chunks(z *zone.Zone, n int) [][]dns.RR {
-	all := append(append([]dns.RR{}, z.Records...), z.Records[0])
+	all := append(z.RRs(), z.RR(0))
 	var out [][]dns.RR
 	for len(all) > 0 {
 		k := min(n, len(all))
@@ -311,7 +311,7 @@ func TestPullRespectsContext(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			release := make(chan struct{})
 			addr := fakePrimary(t, func(x *xfr) {
-				x.signed(x.msg(zonetest.Zone(t, origin, 1, 10).Records[0]))
+				x.signed(x.msg(zonetest.Zone(t, origin, 1, 10).RR(0)))
 				<-release
 			})
 			defer close(release)
@@ -437,7 +437,7 @@ func truncatingServer(t *testing.T, serial uint32) (string, func() int) {
 		t.Fatal(err)
 	}
 	tcp := make(chan struct{}, 10)
-	soa := zonetest.Zone(t, origin, serial, 1).Records[0]
+	soa := zonetest.Zone(t, origin, serial, 1).RR(0)
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg).SetReply(r)
 		m.Authoritative = true

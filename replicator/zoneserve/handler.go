@@ -61,7 +61,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 			s.reply(w, req, dns.RcodeRefused, nil, signed)
 			return
 		}
-		s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, signed)
+		s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.RR(0)}, signed)
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		s.serveTransfer(w, req, q, signed, from)
 	default:
@@ -85,7 +85,7 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 	case !tcp && q.Qtype == dns.TypeIXFR:
 		// RFC 1995 §2: a reply that does not fit UDP is the current SOA
 		// alone, telling the client to retry over TCP.
-		s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, true)
+		s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.RR(0)}, true)
 		return
 	case !tcp:
 		s.reply(w, req, dns.RcodeRefused, nil, true)
@@ -105,7 +105,7 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 		// RFC 1995 §2: a client at (or, by RFC 1982, past) our serial
 		// gets our SOA alone: nothing to send.
 		if !zone.SerialLess(have.Serial, z.Serial) {
-			s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.Records[0]}, true)
+			s.reply(w, req, dns.RcodeSuccess, []dns.RR{z.RR(0)}, true)
 			return
 		}
 		if seq := s.ixfr(z, have.Serial, from); seq != nil {
@@ -152,7 +152,7 @@ func (s *Server) ixfr(z *zone.Zone, have uint32, from netip.AddrPort) []dns.RR {
 	if !ok || oldSOA == nil || oldSOA.Serial != have || len(deleted)+len(added)+4 > z.Len()+1 {
 		return nil
 	}
-	soa := z.Records[0]
+	soa := z.RR(0)
 	seq := make([]dns.RR, 0, len(deleted)+len(added)+4)
 	seq = append(seq, soa, oldSOA)
 	seq = append(seq, deleted...)
@@ -163,9 +163,11 @@ func (s *Server) ixfr(z *zone.Zone, have uint32, from netip.AddrPort) []dns.RR {
 
 // envelopes splits SOA, records..., SOA into messages (RFC 5936 §2.2).
 func envelopes(z *zone.Zone) []*dns.Envelope {
-	rrs := make([]dns.RR, 0, len(z.Records)+1)
-	rrs = append(rrs, z.Records...)
-	return packEnvelopes(append(rrs, z.Records[0]))
+	rrs := make([]dns.RR, 0, z.Len()+1)
+	for _, rr := range z.All() {
+		rrs = append(rrs, rr)
+	}
+	return packEnvelopes(append(rrs, z.RR(0)))
 }
 
 // packEnvelopes splits a transfer's records into messages.

@@ -53,14 +53,14 @@ type textRR struct {
 }
 
 // sortedTexts is z's records with their canonical text, sorted by it and
-// without duplicates. zone keeps Records in this order but for the SOA,
+// without duplicates. zone keeps its records in this order but for the SOA,
 // so the sort is nearly free.
 func sortedTexts(z *zone.Zone) []textRR {
 	if z == nil {
 		return nil
 	}
-	out := make([]textRR, 0, len(z.Records))
-	for _, rr := range z.Records {
+	out := make([]textRR, 0, z.Len())
+	for _, rr := range z.All() {
 		if rr != nil {
 			out = append(out, textRR{canonicalText(rr), rr})
 		}

@@ -122,7 +122,7 @@ func TestDiffStoredVersions(t *testing.T) {
 
 func fixtureLines(t *testing.T, name string) []string {
 	t.Helper()
-	return texts(fixture(t, name).Records)
+	return texts(fixture(t, name).RRs())
 }
 
 func texts[R interface{ String() string }](rrs []R) []string {

@@ -84,7 +84,7 @@ func (c *deltaCache) put(k string, d *Delta) {
 // object does not hash to its digest, and ErrDeltaTooBig when the
 // difference is not smaller than to.
 func (s *Store) Delta(ctx context.Context, origin string, from uint32, to *zone.Zone) (*Delta, error) {
-	if to == nil || len(to.Records) == 0 {
+	if to == nil || to.Len() == 0 {
 		return nil, errors.New("zone delta: no target version")
 	}
 	origin, _, err := canonicalOrigin(origin)
@@ -120,7 +120,7 @@ func (s *Store) Delta(ctx context.Context, origin string, from uint32, to *zone.
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer cur.Close()
-	d, err := diffLines(ctx, old, cur, len(to.Records))
+	d, err := diffLines(ctx, old, cur, to.Len())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

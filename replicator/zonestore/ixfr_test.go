@@ -21,11 +21,14 @@ func applyDelta(t *testing.T, old *zone.Zone, d *Delta) *zone.Zone {
 	for _, rr := range d.Deleted {
 		gone[canonicalText(rr)] = true
 	}
-	if canonicalText(d.FromSOA) != canonicalText(old.Records[0]) {
-		t.Fatalf("delta starts from SOA %v, the old version has %v", d.FromSOA, old.Records[0])
+	if canonicalText(d.FromSOA) != canonicalText(old.RR(0)) {
+		t.Fatalf("delta starts from SOA %v, the old version has %v", d.FromSOA, old.RR(0))
 	}
 	rrs := []dns.RR{d.ToSOA}
-	for _, rr := range old.Records[1:] {
+	for i, rr := range old.All() {
+		if i == 0 {
+			continue // the SOA, replaced by ToSOA
+		}
 		if gone[canonicalText(rr)] {
 			delete(gone, canonicalText(rr))
 			continue

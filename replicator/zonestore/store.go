@@ -85,7 +85,7 @@ func (s *Store) originDir(dirName string) string {
 // manifest never names a version that cannot be restored (RIPE 2012: the
 // backups turned out not to exist).
 func (s *Store) Put(z *zone.Zone, m Manifest) (Manifest, error) {
-	if z == nil || len(z.Records) == 0 {
+	if z == nil || z.Len() == 0 {
 		return Manifest{}, errors.New("put zone version: no zone")
 	}
 	origin, dirName, err := canonicalOrigin(z.Origin)
@@ -120,7 +120,7 @@ func (s *Store) Put(z *zone.Zone, m Manifest) (Manifest, error) {
 	m.Origin = origin
 	m.Serial = z.Serial
 	m.Digest = z.Digest
-	m.Records = len(z.Records)
+	m.Records = z.Len()
 	m.Counts = maps.Clone(z.Counts)
 	m.Delegations = len(gates.NewIndex(z).Delegations())
 	m.Publications = nil
@@ -167,9 +167,9 @@ func (s *Store) Put(z *zone.Zone, m Manifest) (Manifest, error) {
 // canonicalBytes is the digested text of z: one canonical line per RR,
 // sorted, each ending in "\n" (see zone.Zone.Digest).
 func canonicalBytes(z *zone.Zone) []byte {
-	lines := make([]string, len(z.Records))
+	lines := make([]string, z.Len())
 	n := 0
-	for i, rr := range z.Records {
+	for i, rr := range z.All() {
 		lines[i] = canonicalText(rr)
 		n += len(lines[i]) + 1
 	}

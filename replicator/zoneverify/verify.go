@@ -29,7 +29,7 @@ const SampleSize = 20
 func Delegations(z *zone.Zone) map[string][]string {
 	out := map[string][]string{}
 	apex := dns.CanonicalName(z.Origin)
-	for _, rr := range z.Records {
+	for _, rr := range z.All() {
 		if ns, ok := rr.(*dns.NS); ok {
 			owner := dns.CanonicalName(ns.Hdr.Name)
 			if owner != apex {
