@@ -123,6 +123,7 @@ func runZoneCheck(cmd *cobra.Command, g *globals, f zoneCheckFlags, file string)
 		in.ExpectedDelegations = &n
 	}
 	var err error
+	limitMemoryFor(fileSizes(file, f.previous, f.published))
 	// A candidate that does not parse is blocked (exit 1), like any other
 	// gate failure; reference versions that do not parse are bad usage.
 	// The candidate and --previous parse at the same time.

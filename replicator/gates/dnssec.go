@@ -19,6 +19,7 @@ package gates
 // has no DNSKEY is refused: publishing it strands every DS in the parent.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -75,18 +76,64 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	}
 
 	// Every signature: validity window now, verification later in parallel.
-	var jobs []sigJob
-	var checks []setCheck
-	for k, n := range ix.Nodes() {
+	originWire := make([]byte, 256)
+	on, err := dns.PackDomainName(ix.Origin(), originWire, 0, nil, false)
+	if err != nil {
+		return Result{Gate: GateDNSSEC, Status: StatusFail, Reason: fmt.Sprintf("origin %s: %v", ix.Origin(), err)}
+	}
+	originWire = originWire[:on]
+	// In batches of names: the jobs of a million-delegation zone at once
+	// would be another hundred megabytes held through the whole check.
+	var (
+		jobs   []sigJob
+		checks []setCheck
+		total  int
+	)
+	fast := p256Keys(keys)
+	nodes := ix.Nodes()
+	const batch = 1 << 15
+	for b0 := 0; b0 < len(nodes); b0 += batch {
+		jobs, checks = jobs[:0], checks[:0]
+		if err := g.batch(ctx, col, ix, in, nodes[b0:min(b0+batch, len(nodes))], prev, keys, fast, originWire, &jobs, &checks, &reused); err != nil {
+			return cancelled(GateDNSSEC, err)
+		}
+		total += len(jobs)
+	}
+
+	if err := checkChains(ctx, ix, col); err != nil {
+		return cancelled(GateDNSSEC, err)
+	}
+	verified := plural(total, "signature", "signatures") + " verified"
+	if prev != nil {
+		verified = fmt.Sprintf("%s (%d unchanged since verified serial %d, %d verified now)",
+			verified, reused, prev.Zone().Serial, total-reused)
+	}
+	res := col.result(fmt.Sprintf("%s, valid %s or longer; %s chain complete",
+		verified, hours(g.c.MinSignatureValidity), chainKind(ix)))
+	if res.Status == StatusFail {
+		res.Reason = col.summary()
+	}
+	return res
+}
+
+// batch checks the signatures of nodes: windows and signers first, then
+// verification on every core, then what each RRset's signatures add up to.
+func (g dnssecGate) batch(ctx context.Context, col *collector, ix *Index, in *Input, nodes []*Node, prev *Index,
+	keys zoneKeys, fast map[*dns.DNSKEY]*p256Key, originWire []byte, jobsp *[]sigJob, checksp *[]setCheck, reused *int) error {
+	z := ix.Zone()
+	jobs, checks := *jobsp, *checksp
+	defer func() { *jobsp, *checksp = jobs, checks }()
+	var signer []byte
+	for k, n := range nodes {
 		if k%4096 == 0 && ctx.Err() != nil {
-			return cancelled(GateDNSSEC, ctx.Err())
+			return ctx.Err()
 		}
 		var pn *Node
 		if prev != nil {
 			pn = prev.Node(n.Name)
 		}
-		for si := range n.Sets {
-			s := &n.Sets[si]
+		for si0 := range n.Sets {
+			s := &n.Sets[si0]
 			var ps *RRset // the same RRset in prev, if its records are unchanged
 			if p := pn.Set(s.Type); p != nil && sameRecords(ix, s, prev, p) {
 				ps = p
@@ -103,27 +150,27 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 			}
 			from := len(jobs)
 			for _, si := range s.Sigs() {
-				sig, ok := ix.RR(si).(*dns.RRSIG)
+				sig, ok := parseRRSIG(z.Raw(int(si)))
 				if !ok {
 					continue
 				}
-				g.validity(col, ix, si, n.Name, sig, in.Now)
-				if lowerName(sig.SignerName) != ix.Origin() {
+				g.validity(col, si, n.Name, sig.covered, sig.inception, sig.expiration, in.Now)
+				if signer = appendLowerName(signer[:0], sig.signer); !bytes.Equal(signer, originWire) {
 					col.at(nil, si, "foreign-signer", n.Name, typeName(s.Type),
-						"RRSIG signer %s is not the zone %s", sig.SignerName, ix.Origin())
+						"RRSIG signer %s is not the zone %s", ix.RR(si).(*dns.RRSIG).SignerName, ix.Origin())
 					continue
 				}
-				cands := keys.find(sig.KeyTag, sig.Algorithm)
+				cands := keys.find(sig.keyTag, sig.alg)
 				if len(cands) == 0 {
 					col.at(nil, si, "unknown-key", n.Name, typeName(s.Type),
-						"RRSIG by key tag %d algorithm %d, which is not in the DNSKEY RRset", sig.KeyTag, sig.Algorithm)
+						"RRSIG by key tag %d algorithm %d, which is not in the DNSKEY RRset", sig.keyTag, sig.alg)
 					continue
 				}
-				j := sigJob{sig: si, set: s, keys: cands}
-				if len(cands) == 1 && ps != nil && hasSig(prev, ps, sig) {
+				j := sigJob{sig: si, node: n, setIdx: uint16(si0), keys: cands}
+				if len(cands) == 1 && ps != nil && hasSig(prev, ps, z.Raw(int(si))) {
 					// Verified with this very key in prev.
 					j.by, j.done = cands[0], true
-					reused++
+					*reused++
 				}
 				jobs = append(jobs, j)
 			}
@@ -140,8 +187,8 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 		}
 	}
 
-	if err := verifyAll(ctx, ix, jobs, p256Keys(keys)); err != nil {
-		return cancelled(GateDNSSEC, err)
+	if err := verifyAll(ctx, ix, jobs, fast); err != nil {
+		return err
 	}
 
 	for _, c := range checks {
@@ -173,21 +220,7 @@ func (g dnssecGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 		}
 	}
 
-	if err := checkChains(ctx, ix, col); err != nil {
-		return cancelled(GateDNSSEC, err)
-	}
-
-	verified := plural(len(jobs), "signature", "signatures") + " verified"
-	if prev != nil {
-		verified = fmt.Sprintf("%s (%d unchanged since verified serial %d, %d verified now)",
-			verified, reused, prev.Zone().Serial, len(jobs)-reused)
-	}
-	res := col.result(fmt.Sprintf("%s, valid %s or longer; %s chain complete",
-		verified, hours(g.c.MinSignatureValidity), chainKind(ix)))
-	if res.Status == StatusFail {
-		res.Reason = col.summary()
-	}
-	return res
+	return nil
 }
 
 // authoritative reports whether the RRset of type t at n is data the
@@ -204,9 +237,9 @@ func authoritative(n *Node, t uint16) bool {
 }
 
 // validity checks one signature's window against now.
-func (g dnssecGate) validity(col *collector, ix *Index, si int32, name string, sig *dns.RRSIG, now time.Time) {
-	incep, exp := sigTime(sig.Inception, now), sigTime(sig.Expiration, now)
-	t := typeName(sig.TypeCovered)
+func (g dnssecGate) validity(col *collector, si int32, name string, covered uint16, inception, expiration uint32, now time.Time) {
+	incep, exp := sigTime(inception, now), sigTime(expiration, now)
+	t := typeName(covered)
 	switch {
 	case now.Before(incep):
 		col.at(nil, si, "not-yet-valid", name, t, "RRSIG not valid before %s (inception), checked at %s",
@@ -237,12 +270,13 @@ func hours(d time.Duration) string {
 // zoneKeys are the usable DNSKEYs at the apex, by key tag.
 type zoneKeys struct {
 	byTag map[uint16][]*dns.DNSKEY
-	algs  []uint8 // algorithms present, in order of first appearance
-	sep   bool    // some zone key has the SEP bit
+	found map[uint32][]*dns.DNSKEY // find's answers
+	algs  []uint8                  // algorithms present, in order of first appearance
+	sep   bool                     // some zone key has the SEP bit
 }
 
 func collectKeys(ix *Index, set *RRset) zoneKeys {
-	k := zoneKeys{byTag: map[uint16][]*dns.DNSKEY{}}
+	k := zoneKeys{byTag: map[uint16][]*dns.DNSKEY{}, found: map[uint32][]*dns.DNSKEY{}}
 	for _, i := range set.Records() {
 		key, ok := ix.RR(i).(*dns.DNSKEY)
 		if !ok || key.Flags&dns.ZONE == 0 || key.Protocol != 3 {
@@ -269,13 +303,20 @@ func collectKeys(ix *Index, set *RRset) zoneKeys {
 	return k
 }
 
+// find returns the keys with tag and algorithm alg. The slice is shared
+// between calls (a zone has a million signatures by one or two keys).
 func (k zoneKeys) find(tag uint16, alg uint8) []*dns.DNSKEY {
+	id := uint32(tag)<<8 | uint32(alg)
+	if out, ok := k.found[id]; ok {
+		return out
+	}
 	var out []*dns.DNSKEY
 	for _, key := range k.byTag[tag] {
 		if key.Algorithm == alg {
 			out = append(out, key)
 		}
 	}
+	k.found[id] = out
 	return out
 }
 
@@ -283,13 +324,16 @@ func (k zoneKeys) find(tag uint16, alg uint8) []*dns.DNSKEY {
 // is not unique, so several may have to be tried). The worker that runs
 // it writes only its own by and err.
 type sigJob struct {
-	sig  int32
-	set  *RRset
-	keys []*dns.DNSKEY
-	by   *dns.DNSKEY // the key it verified with; nil if none
-	err  error
-	done bool // known to verify with by (incremental check): not run
+	sig    int32
+	setIdx uint16 // the RRset is node.Sets[setIdx]
+	done   bool   // known to verify with by (incremental check): not run
+	node   *Node
+	keys   []*dns.DNSKEY
+	by     *dns.DNSKEY // the key it verified with; nil if none
+	err    error
 }
+
+func (j *sigJob) set() *RRset { return &j.node.Sets[j.setIdx] }
 
 // setCheck is one authoritative RRset and its jobs[from:to].
 type setCheck struct {
@@ -311,6 +355,7 @@ func verifyAll(ctx context.Context, ix *Index, jobs []sigJob, fast map[*dns.DNSK
 			defer wg.Done()
 			var rrs []dns.RR
 			var c digestCatcher
+			var x wireScratch
 			for {
 				start := int(next.Add(chunk)) - chunk
 				if start >= len(jobs) || ctx.Err() != nil {
@@ -318,7 +363,7 @@ func verifyAll(ctx context.Context, ix *Index, jobs []sigJob, fast map[*dns.DNSK
 				}
 				for i := start; i < min(start+chunk, len(jobs)); i++ {
 					if !jobs[i].done {
-						rrs = verifyOne(ix, &jobs[i], rrs[:0], fast, &c)
+						rrs = verifyOne(ix, &jobs[i], rrs[:0], fast, &c, &x)
 					}
 				}
 			}
@@ -328,9 +373,12 @@ func verifyAll(ctx context.Context, ix *Index, jobs []sigJob, fast map[*dns.DNSK
 	return ctx.Err()
 }
 
-func verifyOne(ix *Index, j *sigJob, rrs []dns.RR, fast map[*dns.DNSKEY]*p256Key, c *digestCatcher) []dns.RR {
+func verifyOne(ix *Index, j *sigJob, rrs []dns.RR, fast map[*dns.DNSKEY]*p256Key, c *digestCatcher, x *wireScratch) []dns.RR {
+	if verifyWire(ix, j, fast, c, x) {
+		return rrs
+	}
 	sig := ix.RR(j.sig).(*dns.RRSIG)
-	for _, i := range j.set.Records() {
+	for _, i := range j.set().Records() {
 		rrs = append(rrs, ix.RR(i))
 	}
 	// RR decodes on every call: the first record's owner is taken from
@@ -368,6 +416,33 @@ func verifyOne(ix *Index, j *sigJob, rrs []dns.RR, fast map[*dns.DNSKEY]*p256Key
 	return rrs
 }
 
+// verifyWire verifies j on the packed records (wiresig.go) when every
+// candidate key is a P-256 key and the wire path applies; it reports
+// whether it decided the job.
+func verifyWire(ix *Index, j *sigJob, fast map[*dns.DNSKEY]*p256Key, c *digestCatcher, x *wireScratch) bool {
+	sig, ok := parseRRSIG(ix.Zone().Raw(int(j.sig)))
+	if !ok || len(sig.signature) != 64 {
+		return false
+	}
+	for _, key := range j.keys {
+		if fast[key] == nil || key.Hdr.Class != sig.class {
+			return false
+		}
+	}
+	hash, ok := wireSignedHash(ix, j.node.Name, j.set().Records(), sig, x)
+	if !ok {
+		return false
+	}
+	for _, key := range j.keys {
+		if fast[key].verify(hash, sig.signature, &c.scratch) {
+			j.by, j.err = key, nil
+			return true
+		}
+	}
+	j.err = dns.ErrSig
+	return true
+}
+
 // sameRecords reports whether RRset a of index x and RRset b of index y hold
 // the same records (by RDATA and owner, TTL aside: a signature covers
 // its original TTL, not the records'). Both indexes keep a set's records
@@ -378,8 +453,7 @@ func sameRecords(x *Index, a *RRset, y *Index, b *RRset) bool {
 		return false
 	}
 	for i, ri := range a.Records() {
-		ra, rb := x.RR(ri), y.RR(b.Records()[i])
-		if ra != rb && !dns.IsDuplicate(ra, rb) {
+		if !sameButTTL(x.Zone().Raw(int(ri)), y.Zone().Raw(int(b.Records()[i]))) {
 			return false
 		}
 	}
@@ -387,12 +461,19 @@ func sameRecords(x *Index, a *RRset, y *Index, b *RRset) bool {
 }
 
 // hasSig reports whether set s of index x carries a signature identical
-// to sig (every RDATA field, the signature bytes included).
-func hasSig(x *Index, s *RRset, sig *dns.RRSIG) bool {
+// to the packed RRSIG raw (every RDATA field, the signature bytes
+// included).
+func hasSig(x *Index, s *RRset, raw []byte) bool {
 	for _, i := range s.Sigs() {
-		if o := x.RR(i); o == dns.RR(sig) || dns.IsDuplicate(o, sig) {
+		if sameButTTL(x.Zone().Raw(int(i)), raw) {
 			return true
 		}
 	}
 	return false
+}
+
+// sameButTTL compares two packed records (zone.Zone.Raw) but for their
+// TTLs.
+func sameButTTL(a, b []byte) bool {
+	return len(a) == len(b) && bytes.Equal(a[:4], b[:4]) && bytes.Equal(a[8:], b[8:])
 }

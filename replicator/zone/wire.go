@@ -8,9 +8,11 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Storage. A zone holds its records in DNS wire format, packed one after
-// the other in a few large byte slices (one per parse chunk), and decodes
-// a record when asked for it. A miekg struct costs two to three times a
+// Storage. A zone holds its records in DNS wire format without their
+// owner names (type, class, TTL, RDLENGTH, RDATA: the owner is the name
+// the record is filed under), packed one after the other in a few large
+// byte slices (one per parse chunk), and decodes a record when asked for
+// it. A miekg struct costs two to three times a
 // record's wire size, and the records of a million-delegation zone are five
 // million small objects the garbage collector must walk on every cycle;
 // the byte slices hold no pointers, so it never looks inside them. This is
@@ -46,9 +48,23 @@ func (p *piece) line(i int32) int32 {
 	return 0
 }
 
-// rr decodes record i of the piece.
-func (p *piece) rr(i int) (dns.RR, error) {
-	rr, _, err := dns.UnpackRR(p.arena, int(p.offs[i]))
+// rr decodes record i of the piece, owned by name.
+func (p *piece) rr(i int, name string) (dns.RR, error) {
+	return unpackAt(p.arena, int(p.offs[i]), name)
+}
+
+// unpackAt decodes the owner-less record at off in b.
+func unpackAt(b []byte, off int, name string) (dns.RR, error) {
+	h := dns.RR_Header{
+		Name:     name,
+		Rrtype:   binary.BigEndian.Uint16(b[off:]),
+		Class:    binary.BigEndian.Uint16(b[off+2:]),
+		Ttl:      binary.BigEndian.Uint32(b[off+4:]),
+		Rdlength: binary.BigEndian.Uint16(b[off+8:]),
+	}
+	// Cut at the end of the RDATA, as miekg's UnpackRR does: some types
+	// (TXT) read to the end of what they are given.
+	rr, _, err := dns.UnpackRRWithHeader(h, b[:off+10+int(h.Rdlength)], off+10)
 	return rr, err
 }
 
@@ -99,7 +115,10 @@ func (b *pieceBuilder) add(rr dns.RR, line int) error {
 		// text does not parse back.
 		return fmt.Errorf("%s %s record has no RDATA", h.Name, typeName(h.Rrtype))
 	}
-	p.arena = p.arena[:end]
+	// The owner is the name the record is filed under: dropped.
+	n := skipName(p.arena[:end], off) - off
+	copy(p.arena[off:end], p.arena[off+n:end])
+	p.arena = p.arena[:end-n]
 	if h.Rrtype == dns.TypeSOA {
 		p.soas = append(p.soas, int32(len(p.offs)))
 	}
@@ -191,14 +210,8 @@ func skipName(b []byte, off int) int {
 	return off
 }
 
-// wireType is the type of the record packed at off in b.
-func wireType(b []byte, off int) uint16 {
-	o := skipName(b, off)
-	return binary.BigEndian.Uint16(b[o:])
-}
+// wireType is the type of the owner-less record at off in b.
+func wireType(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off:]) }
 
-// wireCovered is the type an RRSIG packed at off in b covers.
-func wireCovered(b []byte, off int) uint16 {
-	o := skipName(b, off) + 10 // type, class, TTL, RDLENGTH
-	return binary.BigEndian.Uint16(b[o:])
-}
+// wireCovered is the type an owner-less RRSIG record at off in b covers.
+func wireCovered(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off+10:]) }

@@ -17,6 +17,7 @@ package zone
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +72,7 @@ type Zone struct {
 	// the SOA (record 0) besides for the apex.
 	names     []string
 	nameStart []int32
+	apex      int // position of the origin in names
 }
 
 // Len is the number of records in the zone, SOA included.
@@ -80,12 +83,32 @@ func (z *Zone) Len() int { return len(z.refs) }
 // the caller may keep or modify.
 func (z *Zone) RR(i int) dns.RR {
 	ref := z.refs[i]
-	rr, _, err := dns.UnpackRR(z.arenas[ref>>32], int(uint32(ref)))
+	rr, err := unpackAt(z.arenas[ref>>32], int(uint32(ref)), z.names[z.nameOf(i)])
 	if err != nil {
 		// Every record was decoded once when the zone was built.
 		panic(fmt.Sprintf("zone %s: record %d no longer decodes: %v", z.Origin, i, err))
 	}
 	return rr
+}
+
+// nameOf is the position in names of record i's owner.
+func (z *Zone) nameOf(i int) int {
+	if i == 0 {
+		return z.apex
+	}
+	// the last name whose records start at or before i
+	return sort.Search(len(z.names), func(k int) bool { return int(z.nameStart[k+1]) > i })
+}
+
+// Raw returns record i in wire format without its owner name: TYPE,
+// CLASS, TTL, RDLENGTH and RDATA (uncompressed), as a window of the zone's
+// own storage that the caller must not modify. For code that works on the
+// wire form (signature verification, comparisons) without decoding.
+func (z *Zone) Raw(i int) []byte {
+	ref := z.refs[i]
+	b, off := z.arenas[ref>>32], int(uint32(ref))
+	n := 10 + int(binary.BigEndian.Uint16(b[off+8:]))
+	return b[off : off+n : off+n]
 }
 
 // Type is the type of record i, read without decoding the record.
