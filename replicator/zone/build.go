@@ -1,9 +1,11 @@
 package zone
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,15 +15,14 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Building a zone from packed pieces. The digest is SHA-256 over every
-// record's canonical text in sorted order. Sorting five million texts
-// means holding them all (as much memory again as the zone) and sorting
-// strings that mostly share long prefixes; instead the records are put in
-// order by owner name first (each line starts with the owner, and the tab
-// after it sorts below any character a name prints with, so lines sort by
-// owner before anything else), then each owner's few records are turned
-// to text, sorted and hashed on their own, on every core, with only a
-// bounded window of texts alive at a time.
+// Building a zone from packed pieces. The records are put in order by
+// owner name first (each canonical text line starts with the owner, and
+// the tab after it sorts below any character a name prints with, so lines
+// sort by owner before anything else), then each owner's few records are
+// turned to text, sorted and hashed on their own, on every core, with only
+// a bounded window of texts alive at a time: five million texts are never
+// held, nor sorted, at once. The per-name hashes are kept: a version that
+// differs from another by a few names (Apply) hashes only those again.
 
 // ownerRef is one distinct owner of one piece.
 type ownerRef struct {
@@ -132,10 +133,10 @@ func build(origin string, pieces ...piece) (*Zone, error) {
 
 // span is a range of owners handled as one unit of work.
 type span struct {
-	from, to int // owner ranks
-	text     []byte
-	kept     []recRef // records kept (duplicates dropped), in order
-	keptRank []int32  // the owner rank of each kept record
+	from, to int                 // owner ranks
+	hashes   [][sha256.Size]byte // per owner, from..to-1
+	kept     []recRef            // records kept (duplicates dropped), in order
+	keptRank []int32             // the owner rank of each kept record
 	counts   map[uint16]int
 	soa      int // index in kept of the SOA, or -1
 	err      error
@@ -178,7 +179,6 @@ func (z *Zone) digestAndOrder(pieces []piece, names []string, start []int32, gro
 		close(work)
 	}()
 
-	h := sha256.New()
 	lines := false
 	for i := range pieces {
 		lines = lines || pieces[i].lines != nil
@@ -189,6 +189,7 @@ func (z *Zone) digestAndOrder(pieces []piece, names []string, start []int32, gro
 		z.lines = make([]int32, 1, len(grouped))
 	}
 	counts := make(map[uint16]int)
+	z.nameHash = make([][sha256.Size]byte, len(names))
 	var firstErr error
 	for _, s := range spans {
 		<-s.done
@@ -199,7 +200,7 @@ func (z *Zone) digestAndOrder(pieces []piece, names []string, start []int32, gro
 		if firstErr != nil {
 			continue
 		}
-		h.Write(s.text)
+		copy(z.nameHash[s.from:s.to], s.hashes)
 		for t, n := range s.counts {
 			counts[t] += n
 		}
@@ -223,14 +224,14 @@ func (z *Zone) digestAndOrder(pieces []piece, names []string, start []int32, gro
 				k++
 			}
 		}
-		s.text, s.kept, s.keptRank = nil, nil, nil
+		s.hashes, s.kept, s.keptRank = nil, nil, nil
 	}
 	wg.Wait()
 	if firstErr != nil {
 		return firstErr
 	}
 	z.nameStart[len(names)] = int32(len(z.refs))
-	z.Digest = hex.EncodeToString(h.Sum(nil))
+	z.Digest = digestOf(z.nameHash)
 	for t, n := range counts {
 		z.Counts[typeName(t)] += n
 	}
@@ -250,8 +251,13 @@ func (s *span) run(pieces []piece, names []string, start []int32, grouped []recR
 		ref  recRef
 	}
 	s.counts = make(map[uint16]int)
-	var buf []line
+	s.hashes = make([][sha256.Size]byte, 0, s.to-s.from)
+	var (
+		buf  []line
+		text []byte
+	)
 	for r := s.from; r < s.to; r++ {
+		text = text[:0]
 		buf = buf[:0]
 		for _, ref := range grouped[start[r]:start[r+1]] {
 			rr, err := pieces[ref.p].rr(int(ref.idx), names[r])
@@ -268,8 +274,8 @@ func (s *span) run(pieces []piece, names []string, start []int32, grouped []recR
 			if i > 0 && l.text == buf[i-1].text {
 				continue
 			}
-			s.text = append(s.text, l.text...)
-			s.text = append(s.text, '\n')
+			text = append(text, l.text...)
+			text = append(text, '\n')
 			p := &pieces[l.ref.p]
 			t := wireType(p.arena, int(p.offs[l.ref.idx]))
 			if t == dns.TypeSOA {
@@ -279,7 +285,74 @@ func (s *span) run(pieces []piece, names []string, start []int32, grouped []recR
 			s.kept = append(s.kept, l.ref)
 			s.keptRank = append(s.keptRank, int32(r))
 		}
+		s.hashes = append(s.hashes, sha256.Sum256(text))
 	}
+}
+
+// digestOf is the zone digest of the per-name hashes, in name order.
+func digestOf(nameHash [][sha256.Size]byte) string {
+	h := sha256.New()
+	for i := range nameHash {
+		h.Write(nameHash[i][:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// TextDigest is the digest (Zone.Digest) of a zone's canonical text: one
+// line per record, sorted and distinct, each ending in "\n", as the zone
+// store keeps a version. It is how a stored copy is checked without
+// parsing it.
+func TextDigest(text []byte) string {
+	var h TextHasher
+	for len(text) > 0 {
+		nl := bytes.IndexByte(text, '\n')
+		if nl < 0 {
+			nl = len(text)
+		}
+		h.Line(text[:nl])
+		text = text[min(nl+1, len(text)):]
+	}
+	return h.Sum()
+}
+
+// TextHasher computes TextDigest line by line, for text too large to hold.
+type TextHasher struct {
+	outer, name hash.Hash
+	owner       []byte // the current name's owner text and tab
+}
+
+// Line adds one line of canonical text, without its newline.
+func (h *TextHasher) Line(line []byte) {
+	if h.outer == nil {
+		h.outer, h.name = sha256.New(), sha256.New()
+	}
+	if len(h.owner) == 0 || !bytes.HasPrefix(line, h.owner) {
+		h.flush()
+		tab := bytes.IndexByte(line, '\t')
+		if tab < 0 {
+			tab = len(line) - 1
+		}
+		h.owner = append(h.owner[:0], line[:tab+1]...)
+	}
+	h.name.Write(line)
+	h.name.Write([]byte{'\n'})
+}
+
+func (h *TextHasher) flush() {
+	if len(h.owner) > 0 {
+		h.outer.Write(h.name.Sum(nil))
+		h.name.Reset()
+	}
+}
+
+// Sum is the digest of the lines added so far.
+func (h *TextHasher) Sum() string {
+	if h.outer == nil {
+		h.outer, h.name = sha256.New(), sha256.New()
+	}
+	h.flush()
+	h.owner = h.owner[:0]
+	return hex.EncodeToString(h.outer.Sum(nil))
 }
 
 // parallelSort sorts s by cmp on every core: each part on its own, then

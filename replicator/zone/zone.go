@@ -17,6 +17,7 @@ package zone
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,12 +46,16 @@ type Zone struct {
 	Origin string
 	// Serial is the SOA serial of this version.
 	Serial uint32
-	// Digest is the hex SHA-256 of the canonical text: one line per RR
-	// (rr.String() with the owner name lower-cased), duplicates removed,
-	// lines sorted, each ending in "\n". Two versions with equal digests
+	// Digest is the hex SHA-256 over the SHA-256 of each owner name's
+	// records, in name order (the order of Name). A name's hash is over
+	// its records' canonical text: one line per RR (rr.String() with the
+	// owner name lower-cased), duplicates removed, lines sorted, each
+	// ending in "\n" (TextDigest computes it from such text, which is how
+	// the zone store keeps a version). Two versions with equal digests
 	// hold the same records with the same TTLs; case differences inside
 	// RDATA names count as differences, which errs on the side of
-	// flagging a change.
+	// flagging a change. Hashing per name lets Apply hash again only the
+	// names a difference touches.
 	Digest string
 	// Counts is the number of RRs per type mnemonic ("NS", "DS", ...).
 	Counts map[string]int
@@ -72,7 +77,8 @@ type Zone struct {
 	// the SOA (record 0) besides for the apex.
 	names     []string
 	nameStart []int32
-	apex      int // position of the origin in names
+	nameHash  [][sha256.Size]byte // per name, see Digest
+	apex      int                 // position of the origin in names
 }
 
 // Len is the number of records in the zone, SOA included.

@@ -287,8 +287,8 @@ func zoneLines(z *Zone) []int {
 	return out
 }
 
-// The digest is what it says it is, however it is computed: SHA-256 of the
-// sorted, distinct canonical texts. And the owner-name table, Type and
+// The digest is what it says it is, however it is computed: SHA-256 over
+// the SHA-256 of each owner's sorted, distinct canonical texts. And the owner-name table, Type and
 // Covered agree with the records themselves.
 func TestDigestDefinitionAndNames(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
@@ -328,8 +328,23 @@ func TestDigestDefinitionAndNames(t *testing.T) {
 		if len(lines) != z.Len() {
 			t.Fatalf("%d distinct texts, %d records", len(lines), z.Len())
 		}
-		sum := sha256.Sum256([]byte(strings.Join(lines, "")))
-		if hex.EncodeToString(sum[:]) != z.Digest {
+		if want := TextDigest([]byte(strings.Join(lines, ""))); want != z.Digest {
+			t.Fatalf("digest %s, TextDigest of its text %s", z.Digest, want)
+		}
+		// and TextDigest is what it says: per-owner hashes, hashed
+		var outer []byte
+		for k := range z.Names() {
+			name, _, _ := z.Name(k)
+			var own []string
+			for _, l := range lines {
+				if strings.HasPrefix(l, name+"\t") {
+					own = append(own, l)
+				}
+			}
+			h := sha256.Sum256([]byte(strings.Join(own, "")))
+			outer = append(outer, h[:]...)
+		}
+		if sum := sha256.Sum256(outer); hex.EncodeToString(sum[:]) != z.Digest {
 			t.Fatalf("digest %s, want %x", z.Digest, sum)
 		}
 		seen := 0

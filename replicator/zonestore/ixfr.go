@@ -4,12 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"sync"
 
@@ -145,7 +141,7 @@ type object struct {
 	digest string
 	f      *os.File
 	sc     *bufio.Scanner
-	h      hash.Hash
+	h      zone.TextHasher
 	n      int64
 	err    error
 }
@@ -155,16 +151,16 @@ func openObject(path, digest string) (*object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read object: %w", err)
 	}
-	o := &object{path: path, digest: digest, f: f, h: sha256.New()}
-	o.sc = bufio.NewScanner(io.TeeReader(f, o.h))
+	o := &object{path: path, digest: digest, f: f}
+	o.sc = bufio.NewScanner(f)
 	o.sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	return o, nil
 }
 
 // textObject is an object over text already in memory.
 func textObject(text []byte, digest string) *object {
-	o := &object{path: "(computed)", digest: digest, h: sha256.New()}
-	o.sc = bufio.NewScanner(io.TeeReader(bytes.NewReader(text), o.h))
+	o := &object{path: "(computed)", digest: digest}
+	o.sc = bufio.NewScanner(bytes.NewReader(text))
 	o.sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	return o
 }
@@ -173,6 +169,7 @@ func textObject(text []byte, digest string) *object {
 func (o *object) next() []byte {
 	if o.sc.Scan() {
 		o.n += int64(len(o.sc.Bytes())) + 1
+		o.h.Line(o.sc.Bytes())
 		return o.sc.Bytes()
 	}
 	o.err = o.sc.Err()
@@ -185,7 +182,7 @@ func (o *object) check() error {
 	if o.err != nil {
 		return fmt.Errorf("object %s: %w: %w", o.path, ErrCorrupt, o.err)
 	}
-	if sum := hex.EncodeToString(o.h.Sum(nil)); sum != o.digest {
+	if sum := o.h.Sum(); sum != o.digest {
 		return fmt.Errorf("object %s: %w: %d bytes hash to %s, want %s", o.path, ErrCorrupt, o.n, sum, o.digest)
 	}
 	return nil

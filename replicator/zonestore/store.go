@@ -2,8 +2,6 @@ package zonestore
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -113,8 +111,8 @@ func (s *Store) Put(z *zone.Zone, m Manifest) (Manifest, error) {
 	// longer match its digest (modified after it was built) must not be
 	// stored under that digest.
 	text := canonicalBytes(z)
-	if sum := sha256.Sum256(text); hex.EncodeToString(sum[:]) != z.Digest {
-		return Manifest{}, fmt.Errorf("%s: %w: records hash to %x, zone says %s (modified after it was built?)", what, ErrCorrupt, sum, z.Digest)
+	if sum := zone.TextDigest(text); sum != z.Digest {
+		return Manifest{}, fmt.Errorf("%s: %w: records hash to %s, zone says %s (modified after it was built?)", what, ErrCorrupt, sum, z.Digest)
 	}
 
 	m.Origin = origin
@@ -248,8 +246,8 @@ func (s *Store) loadObject(path, origin string, serial uint32, digest string) (*
 	// The bytes are the digested text, so this catches any change
 	// without parsing; parsing below catches text this code would not
 	// have written.
-	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != digest {
-		return nil, fmt.Errorf("object %s: %w: %d bytes hash to %x, want %s", path, ErrCorrupt, len(b), sum, digest)
+	if sum := zone.TextDigest(b); sum != digest {
+		return nil, fmt.Errorf("object %s: %w: %d bytes hash to %s, want %s", path, ErrCorrupt, len(b), sum, digest)
 	}
 	z, err := zone.ParseBytes(b, path, origin)
 	if err != nil {
