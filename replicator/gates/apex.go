@@ -24,9 +24,32 @@ type apexGate struct{ c Config }
 func (apexGate) Name() string { return GateApex }
 
 func (g apexGate) Check(ctx context.Context, ix *Index, in *Input) Result {
+	if d := ix.diff; d != nil {
+		if res, ok := g.incremental(ctx, ix, d); ok {
+			return res
+		}
+	}
 	col := newCollector(GateApex, g.c, ix)
 	apex := ix.Apex()
-	origin := ix.Origin()
+	g.apexRecords(col, ix)
+	for k, n := range ix.Nodes() {
+		if k%4096 == 0 && ctx.Err() != nil {
+			return cancelled(GateApex, ctx.Err())
+		}
+		g.node(col, ix, n)
+	}
+	if apex != nil {
+		g.checkNS(col, ix, apex)
+	}
+	for _, d := range ix.Delegations() {
+		g.checkNS(col, ix, d)
+	}
+	return g.result(col, ix)
+}
+
+// apexRecords checks the apex holds SOA and NS.
+func (g apexGate) apexRecords(col *collector, ix *Index) {
+	apex, origin := ix.Apex(), ix.Origin()
 	switch {
 	case apex == nil:
 		col.add(Finding{Kind: "no-soa", Name: origin, Type: "SOA", Msg: "no records at the apex"})
@@ -36,99 +59,98 @@ func (g apexGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	if apex != nil && !apex.Has(dns.TypeNS) {
 		col.at(nil, apex.First, "no-apex-ns", origin, "NS", "no NS records at the apex: the zone cannot be served")
 	}
+}
 
-	for k, n := range ix.Nodes() {
-		if k%4096 == 0 && ctx.Err() != nil {
-			return cancelled(GateApex, ctx.Err())
-		}
-		if cs := n.Set(dns.TypeCNAME); cs != nil {
-			var others []string
-			for _, s := range n.Sets {
-				if s.Type != dns.TypeCNAME && s.Type != dns.TypeNSEC {
-					others = append(others, typeName(s.Type))
-				}
-			}
-			if len(others) > 0 {
-				col.at(nil, cs.Records()[0], "cname-and-data", n.Name, "CNAME",
-					"CNAME beside other data (%s); RFC 1034 §3.6.2 allows no other data at an alias", strings.Join(others, " "))
-			}
-			if len(cs.Records()) > 1 {
-				col.at(nil, cs.Records()[1], "several-cname", n.Name, "CNAME",
-					"%d CNAME records at one name; an alias has exactly one target", len(cs.Records()))
-			}
-		}
-		if !n.Apex && !n.Cut && !n.Below {
-			if ds := n.Set(dns.TypeDS); ds != nil {
-				col.at(nil, ds.Records()[0], "empty-delegation", n.Name, "DS",
-					"DS without NS: an empty delegation (a delegation point needs NS records)")
-			}
-		}
-		switch {
-		case n.Below:
-			cut := ix.cutAtOrAbove(parentName(n.Name))
-			for _, s := range n.Sets {
-				if s.Type == dns.TypeA || s.Type == dns.TypeAAAA {
-					continue // glue
-				}
-				col.at(nil, s.Records()[0], "occluded", n.Name, typeName(s.Type),
-					"occluded by the delegation %s: never served (only glue A/AAAA belongs below a delegation)", cutName(cut))
-			}
-		case n.Cut:
-			for _, s := range n.Sets {
-				switch s.Type {
-				case dns.TypeNS, dns.TypeDS, dns.TypeNSEC, dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
-					continue // CNAME is reported above as data beside NS
-				}
-				col.at(nil, s.Records()[0], "occluded", n.Name, typeName(s.Type),
-					"at the delegation point: only NS, DS, NSEC and glue belong here, %s is never served", typeName(s.Type))
-			}
-		}
-	}
-
-	// Glue: a name server inside the delegation it serves cannot be found
-	// without the address records the parent publishes with the NS set.
-	checkNS := func(n *Node) {
-		ns := n.Set(dns.TypeNS)
-		if ns == nil {
-			return
-		}
-		for _, i := range ns.Records() {
-			rr, ok := ix.RR(i).(*dns.NS)
-			if !ok {
-				continue
-			}
-			t := lowerName(rr.Ns)
-			if !under(t, origin) {
-				continue // out of bailiwick: resolved elsewhere
-			}
-			if tn := ix.Node(t); tn != nil && (tn.Has(dns.TypeA) || tn.Has(dns.TypeAAAA)) {
-				continue
-			}
-			switch {
-			case n.Cut && under(t, n.Name):
-				col.at(nil, i, "missing-glue", n.Name, "NS",
-					"name server %s is inside the delegation but has no glue (A/AAAA)", t)
-			case ix.cutAtOrAbove(t) != nil:
-				// Sibling glue: the name server sits in another
-				// delegation and resolves through it (RFC 9471).
-			default:
-				col.at(nil, i, "missing-address", n.Name, "NS",
-					"name server %s is in this zone but has no A/AAAA record", t)
-			}
-		}
-	}
-	if apex != nil {
-		checkNS(apex)
-	}
-	for _, d := range ix.Delegations() {
-		checkNS(d)
-	}
-
+// result is the gate's verdict once every check has run.
+func (g apexGate) result(col *collector, ix *Index) Result {
 	res := col.result(fmt.Sprintf("apex SOA and NS present; %s checked", plural(len(ix.Delegations()), "delegation", "delegations")))
 	if res.Status == StatusFail {
 		res.Reason = col.summary()
 	}
 	return res
+}
+
+// node checks what one name holds: CNAME beside data, DS without NS,
+// data occluded by a delegation.
+func (g apexGate) node(col *collector, ix *Index, n *Node) {
+	if cs := n.Set(dns.TypeCNAME); cs != nil {
+		var others []string
+		for _, s := range n.Sets {
+			if s.Type != dns.TypeCNAME && s.Type != dns.TypeNSEC {
+				others = append(others, typeName(s.Type))
+			}
+		}
+		if len(others) > 0 {
+			col.at(nil, cs.Records()[0], "cname-and-data", n.Name, "CNAME",
+				"CNAME beside other data (%s); RFC 1034 §3.6.2 allows no other data at an alias", strings.Join(others, " "))
+		}
+		if len(cs.Records()) > 1 {
+			col.at(nil, cs.Records()[1], "several-cname", n.Name, "CNAME",
+				"%d CNAME records at one name; an alias has exactly one target", len(cs.Records()))
+		}
+	}
+	if !n.Apex && !n.Cut && !n.Below {
+		if ds := n.Set(dns.TypeDS); ds != nil {
+			col.at(nil, ds.Records()[0], "empty-delegation", n.Name, "DS",
+				"DS without NS: an empty delegation (a delegation point needs NS records)")
+		}
+	}
+	switch {
+	case n.Below:
+		cut := ix.cutAtOrAbove(parentName(n.Name))
+		for _, s := range n.Sets {
+			if s.Type == dns.TypeA || s.Type == dns.TypeAAAA {
+				continue // glue
+			}
+			col.at(nil, s.Records()[0], "occluded", n.Name, typeName(s.Type),
+				"occluded by the delegation %s: never served (only glue A/AAAA belongs below a delegation)", cutName(cut))
+		}
+	case n.Cut:
+		for _, s := range n.Sets {
+			switch s.Type {
+			case dns.TypeNS, dns.TypeDS, dns.TypeNSEC, dns.TypeA, dns.TypeAAAA, dns.TypeCNAME:
+				continue // CNAME is reported above as data beside NS
+			}
+			col.at(nil, s.Records()[0], "occluded", n.Name, typeName(s.Type),
+				"at the delegation point: only NS, DS, NSEC and glue belong here, %s is never served", typeName(s.Type))
+		}
+	}
+}
+
+// checkNS checks the glue of the name servers of n (a delegation or the
+// apex).
+func (g apexGate) checkNS(col *collector, ix *Index, n *Node) {
+	origin := ix.Origin()
+	// Glue: a name server inside the delegation it serves cannot be found
+	// without the address records the parent publishes with the NS set.
+	ns := n.Set(dns.TypeNS)
+	if ns == nil {
+		return
+	}
+	for _, i := range ns.Records() {
+		rr, ok := ix.RR(i).(*dns.NS)
+		if !ok {
+			continue
+		}
+		t := lowerName(rr.Ns)
+		if !under(t, origin) {
+			continue // out of bailiwick: resolved elsewhere
+		}
+		if tn := ix.Node(t); tn != nil && (tn.Has(dns.TypeA) || tn.Has(dns.TypeAAAA)) {
+			continue
+		}
+		switch {
+		case n.Cut && under(t, n.Name):
+			col.at(nil, i, "missing-glue", n.Name, "NS",
+				"name server %s is inside the delegation but has no glue (A/AAAA)", t)
+		case ix.cutAtOrAbove(t) != nil:
+			// Sibling glue: the name server sits in another
+			// delegation and resolves through it (RFC 9471).
+		default:
+			col.at(nil, i, "missing-address", n.Name, "NS",
+				"name server %s is in this zone but has no A/AAAA record", t)
+		}
+	}
 }
 
 func cutName(n *Node) string {

@@ -65,21 +65,27 @@ func (g budgetGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	}
 
 	var removed, added, changed []*Node
-	for k, d := range base.Delegations() {
-		if k%4096 == 0 && ctx.Err() != nil {
-			return cancelled(GateBudget, ctx.Err())
+	if d := ix.diff; d != nil && base == ix.previous {
+		// Only changed names can be delegations removed, added or
+		// changed (incremental.go).
+		removed, added, changed = budgetChanges(base, ix, d)
+	} else {
+		for k, d := range base.Delegations() {
+			if k%4096 == 0 && ctx.Err() != nil {
+				return cancelled(GateBudget, ctx.Err())
+			}
+			cn := ix.Node(d.Name)
+			switch {
+			case !isDelegation(cn):
+				removed = append(removed, d)
+			case !sameNS(base, d, ix, cn) || !sameDS(base, d, ix, cn):
+				changed = append(changed, cn)
+			}
 		}
-		cn := ix.Node(d.Name)
-		switch {
-		case cn == nil || !cn.Cut || cn.Below:
-			removed = append(removed, d)
-		case !sameNS(base, d, ix, cn) || !sameDS(base, d, ix, cn):
-			changed = append(changed, cn)
-		}
-	}
-	for _, d := range ix.Delegations() {
-		if bn := base.Node(d.Name); bn == nil || !bn.Cut || bn.Below {
-			added = append(added, d)
+		for _, d := range ix.Delegations() {
+			if !isDelegation(base.Node(d.Name)) {
+				added = append(added, d)
+			}
 		}
 	}
 
@@ -167,4 +173,31 @@ func setRecords(ix *Index, s *RRset) []dns.RR {
 		out[k] = ix.RR(i)
 	}
 	return out
+}
+
+// budgetChanges is the budget's comparison over the names d lists, in the
+// order the full comparison finds them (name order).
+func budgetChanges(base, ix *Index, d *indexDiff) (removed, added, changed []*Node) {
+	i, j := 0, 0
+	for i < len(d.gone) || j < len(d.changed) {
+		if j == len(d.changed) || i < len(d.gone) && d.gone[i].Name < d.changed[j].Name {
+			if g := d.gone[i]; isDelegation(g) {
+				removed = append(removed, g)
+			}
+			i++
+			continue
+		}
+		cn := d.changed[j]
+		j++
+		bn := base.Node(cn.Name)
+		switch {
+		case isDelegation(bn) && !isDelegation(cn):
+			removed = append(removed, bn)
+		case isDelegation(bn) && (!sameNS(base, bn, ix, cn) || !sameDS(base, bn, ix, cn)):
+			changed = append(changed, cn)
+		case !isDelegation(bn) && isDelegation(cn):
+			added = append(added, cn)
+		}
+	}
+	return removed, added, changed
 }

@@ -156,6 +156,22 @@ type Input struct {
 	// the same as without it. Never set it for a Previous that was not
 	// checked: that would accept its bad signatures unverified.
 	PreviousVerified bool
+	// PreviousPassed says Previous passed every gate of this check,
+	// under the same configuration, without a single finding (its stored
+	// report says so, and no override published it). The gates then
+	// check incrementally: per-name checks look only at the names whose
+	// records or position (apex, delegation, occluded) differ from
+	// Previous, and at the names those affect (delegations whose glue
+	// changed, NSEC chain neighbours); checks over the whole zone
+	// (signature validity windows, counts, required names, ZONEMD) run
+	// in full. Whenever the incremental check finds anything, the gate
+	// runs again in full, so a refused version gets the same report as
+	// without it. Implies PreviousVerified.
+	PreviousPassed bool
+	// PreviousIndex is Previous already indexed (the Index a previous
+	// Run returned for it), saving the index of a large zone; nil to
+	// index Previous here.
+	PreviousIndex *Index
 	// Published is the version secondaries serve now; nil if none.
 	Published *zone.Zone
 	// Now is the instant signatures are validated at: the wall clock for
@@ -291,8 +307,16 @@ func Default(c Config) []Gate {
 // Run indexes in.Zone (and the versions it is compared with) once and runs
 // every gate on it. The report passes only if no gate failed.
 func Run(ctx context.Context, gates []Gate, in *Input) Report {
+	rep, _ := RunIndexed(ctx, gates, in)
+	return rep
+}
+
+// RunIndexed is Run that also returns the candidate's index, for the next
+// check to pass as Input.PreviousIndex (nil when the input was refused
+// before indexing).
+func RunIndexed(ctx context.Context, gates []Gate, in *Input) (Report, *Index) {
 	if in == nil || in.Zone == nil {
-		return Report{Results: []Result{{Gate: "input", Status: StatusFail, Reason: "no candidate zone to check"}}}
+		return Report{Results: []Result{{Gate: "input", Status: StatusFail, Reason: "no candidate zone to check"}}}, nil
 	}
 	rep := Report{Origin: in.Zone.Origin, Serial: in.Zone.Serial, Digest: in.Zone.Digest, At: in.Now, Pass: true}
 	for _, o := range []*zone.Zone{in.Previous, in.Published} {
@@ -302,7 +326,7 @@ func Run(ctx context.Context, gates []Gate, in *Input) Report {
 			rep.Pass = false
 			rep.Results = append(rep.Results, Result{Gate: "input", Status: StatusFail,
 				Reason: fmt.Sprintf("candidate is zone %s, the version it is compared with is zone %s", in.Zone.Origin, o.Origin)})
-			return rep
+			return rep, nil
 		}
 	}
 	ix := indexAll(in)
@@ -324,7 +348,8 @@ func Run(ctx context.Context, gates []Gate, in *Input) Report {
 		}
 		rep.Results = append(rep.Results, res)
 	}
-	return rep
+	ix.previous, ix.published, ix.diff = nil, nil, nil // not kept alive by the caller's copy
+	return rep, ix
 }
 
 // check runs one gate, failing closed: a gate that panics on some odd
@@ -343,7 +368,9 @@ func check(ctx context.Context, g Gate, ix *Index, in *Input) (res Result) {
 func indexAll(in *Input) *Index {
 	var prev, pub *Index
 	var wg sync.WaitGroup
-	if in.Previous != nil {
+	if in.PreviousIndex != nil && in.PreviousIndex.Zone() == in.Previous {
+		prev = in.PreviousIndex
+	} else if in.Previous != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); prev = NewIndex(in.Previous) }()
 	}
@@ -357,6 +384,9 @@ func indexAll(in *Input) *Index {
 		pub = prev
 	}
 	ix.previous, ix.published = prev, pub
+	if in.PreviousPassed && prev != nil {
+		ix.diff = diffIndex(prev, ix)
+	}
 	return ix
 }
 

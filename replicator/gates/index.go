@@ -32,8 +32,11 @@ type Index struct {
 	dels    []*Node // delegation points that are not themselves occluded
 	outside []int32 // records whose owner is outside the zone
 	sigs    int     // RRSIG records inside the zone
+	cnames  []*Node // the nodes with a CNAME
+	dsCuts  int     // delegation points, not occluded, with DS
 
 	previous, published *Index
+	diff                *indexDiff // what differs from previous, for an incremental check; nil for a full one
 }
 
 // Node is everything at one owner name.
@@ -193,6 +196,9 @@ func NewIndex(z *zone.Zone) *Index {
 		}
 	}
 	for _, n := range ix.list {
+		if n.Has(dns.TypeCNAME) {
+			ix.cnames = append(ix.cnames, n)
+		}
 		// Only names two or more labels below the apex can be below a cut.
 		for p := parentName(n.Name); p != "" && strictlyUnder(p, ix.origin); p = parentName(p) {
 			if a := ix.Node(p); a != nil && a.Cut {
@@ -202,6 +208,9 @@ func NewIndex(z *zone.Zone) *Index {
 		}
 		if n.Cut && !n.Below {
 			ix.dels = append(ix.dels, n)
+		}
+		if n.Cut && !n.Below && n.Has(dns.TypeDS) {
+			ix.dsCuts++
 		}
 	}
 	return ix
@@ -268,4 +277,71 @@ func (ix *Index) cutAtOrAbove(name string) *Node {
 		}
 	}
 	return nil
+}
+
+// indexDiff is what differs between an index and its previous version.
+type indexDiff struct {
+	// changed are the nodes of the new version that are new or differ
+	// from the previous one's (a record added, removed or changed, TTL
+	// included, or the node's place: apex, cut, occluded), in name
+	// order; gone are the previous version's nodes with no counterpart.
+	changed, gone []*Node
+	// names holds the names of both.
+	names map[string]bool
+}
+
+// diffIndex compares every node of prev and ix, walking both in name
+// order: a pass over the names, without decoding a record.
+func diffIndex(prev, ix *Index) *indexDiff {
+	d := &indexDiff{names: map[string]bool{}}
+	pz, z := prev.Zone(), ix.Zone()
+	i, j := 0, 0
+	for i < len(prev.nodes) || j < len(ix.nodes) {
+		switch {
+		case j == len(ix.nodes) || i < len(prev.nodes) && prev.nodes[i].Name < ix.nodes[j].Name:
+			d.gone = append(d.gone, &prev.nodes[i])
+			i++
+		case i == len(prev.nodes) || ix.nodes[j].Name < prev.nodes[i].Name:
+			d.changed = append(d.changed, &ix.nodes[j])
+			j++
+		default:
+			if !sameNode(pz, &prev.nodes[i], z, &ix.nodes[j]) {
+				d.changed = append(d.changed, &ix.nodes[j])
+			}
+			i++
+			j++
+		}
+	}
+	for _, n := range d.changed {
+		d.names[n.Name] = true
+	}
+	for _, n := range d.gone {
+		d.names[n.Name] = true
+	}
+	return d
+}
+
+func sameNode(az *zone.Zone, a *Node, bz *zone.Zone, b *Node) bool {
+	if a.Apex != b.Apex || a.Cut != b.Cut || a.Below != b.Below || a.NSEC3Owner != b.NSEC3Owner ||
+		len(a.Sets) != len(b.Sets) || len(a.Orphans) != len(b.Orphans) {
+		return false
+	}
+	same := func(x, y []int32) bool {
+		if len(x) != len(y) {
+			return false
+		}
+		for k := range x {
+			if !zone.SameRecord(az, int(x[k]), bz, int(y[k])) {
+				return false
+			}
+		}
+		return true
+	}
+	for k := range a.Sets {
+		sa, sb := &a.Sets[k], &b.Sets[k]
+		if sa.Type != sb.Type || sa.nrec != sb.nrec || !same(sa.all, sb.all) {
+			return false
+		}
+	}
+	return same(a.Orphans, b.Orphans)
 }

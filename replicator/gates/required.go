@@ -83,28 +83,47 @@ func (g requiredGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 	removed := normalizedSet(in.RemovedByRegistry)
 	var cnames, dsSets int
 	if base != nil {
-		for k, n := range base.Nodes() {
+		// Incremental (incremental.go): only names that changed can have
+		// lost a record; the counts come from the whole previous version.
+		look := base.Nodes()
+		d := ix.diff
+		if d != nil && base == ix.previous {
+			look = nil
+			for _, n := range d.gone {
+				look = append(look, n)
+			}
+			for _, n := range d.changed {
+				if bn := base.Node(n.Name); bn != nil {
+					look = append(look, bn)
+				}
+			}
+			for _, n := range base.cnames {
+				if !n.Below && rfc2317(base, n) {
+					cnames++
+				}
+			}
+			dsSets = base.dsCuts
+		}
+		for k, n := range look {
 			if k%4096 == 0 && ctx.Err() != nil {
 				return cancelled(GateRequired, ctx.Err())
 			}
 			if n.Below {
 				continue
 			}
-			if cs := n.Set(dns.TypeCNAME); cs != nil {
-				target := ""
-				if c, ok := base.RR(cs.Records()[0]).(*dns.CNAME); ok {
-					target = lowerName(c.Target)
-				}
-				if isReverse(n.Name) || hasClasslessLabel(n.Name) || hasClasslessLabel(target) {
+			if cs := n.Set(dns.TypeCNAME); cs != nil && rfc2317(base, n) {
+				if d == nil {
 					cnames++
-					if !ix.Node(n.Name).Has(dns.TypeCNAME) && !removed[n.Name] {
-						col.at(base, cs.Records()[0], "rfc2317-cname-lost", n.Name, "CNAME",
-							"RFC 2317 CNAME to %s is in the %s version but missing here, and the registry did not remove it", target, what)
-					}
+				}
+				if !ix.Node(n.Name).Has(dns.TypeCNAME) && !removed[n.Name] {
+					col.at(base, cs.Records()[0], "rfc2317-cname-lost", n.Name, "CNAME",
+						"RFC 2317 CNAME to %s is in the %s version but missing here, and the registry did not remove it", cnameTarget(base, n), what)
 				}
 			}
 			if ds := n.Set(dns.TypeDS); n.Cut && ds != nil {
-				dsSets++
+				if d == nil {
+					dsSets++
+				}
 				cn := ix.Node(n.Name)
 				if cn != nil && cn.Cut && !cn.Below && !cn.Has(dns.TypeDS) && !removed[n.Name] {
 					col.at(base, ds.Records()[0], "ds-lost", n.Name, "DS",
@@ -163,4 +182,23 @@ func normalizedSet(m map[string]bool) map[string]bool {
 		}
 	}
 	return out
+}
+
+// cnameTarget is the target of the CNAME at n, as a key ("" if none).
+func cnameTarget(x *Index, n *Node) string {
+	if cs := n.Set(dns.TypeCNAME); cs != nil {
+		if c, ok := x.RR(cs.Records()[0]).(*dns.CNAME); ok {
+			return lowerName(c.Target)
+		}
+	}
+	return ""
+}
+
+// rfc2317 reports whether the CNAME at n is a classless reverse
+// delegation (RFC 2317) or part of a reverse zone.
+func rfc2317(x *Index, n *Node) bool {
+	if isReverse(n.Name) || hasClasslessLabel(n.Name) {
+		return true
+	}
+	return hasClasslessLabel(cnameTarget(x, n))
 }

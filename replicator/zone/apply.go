@@ -90,7 +90,7 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 			counts[typeName(rr.Header().Rrtype)]--
 		}
 		for _, d := range c.del {
-			i := slices.IndexFunc(rrs, func(rr dns.RR) bool { return dns.IsDuplicate(rr, d) })
+			i := slices.IndexFunc(rrs, func(rr dns.RR) bool { return sameData(rr, d) })
 			if i < 0 {
 				return nil, fmt.Errorf("zone %s serial %d: %w: no %s to delete", prev.Origin, prev.Serial, ErrDeltaMismatch, d)
 			}
@@ -206,4 +206,26 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 	}
 	z.Serial = soa.Serial
 	return z, nil
+}
+
+// sameData reports whether a and b are the same record for an IXFR
+// deletion: TTL and owner case aside, the same RDATA on the wire (so a
+// hex digest printed in either case is one digest), or equal as miekg
+// compares records.
+func sameData(a, b dns.RR) bool {
+	if dns.IsDuplicate(a, b) {
+		return true
+	}
+	ha, hb := a.Header(), b.Header()
+	if ha.Rrtype != hb.Rrtype || ha.Class != hb.Class || !strings.EqualFold(ha.Name, hb.Name) {
+		return false
+	}
+	x, y := make([]byte, dns.Len(a)+1), make([]byte, dns.Len(b)+1)
+	na, err1 := dns.PackRR(a, x, 0, nil, false)
+	nb, err2 := dns.PackRR(b, y, 0, nil, false)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ra, rb := x[skipName(x[:na], 0)+8:na], y[skipName(y[:nb], 0)+8:nb] // RDLENGTH and RDATA
+	return string(ra) == string(rb)
 }

@@ -117,6 +117,21 @@ func (z *Zone) Raw(i int) []byte {
 	return b[off : off+n : off+n]
 }
 
+// SameRecord reports whether record i of a and record j of b are the
+// same record, TTL included: at once when b was made from a by Apply and
+// the record was not touched (they share storage), byte by byte
+// otherwise.
+func SameRecord(a *Zone, i int, b *Zone, j int) bool {
+	ra, rb := a.refs[i], b.refs[j]
+	if ra == rb {
+		x, y := a.arenas[ra>>32], b.arenas[rb>>32]
+		if len(x) > 0 && len(y) > 0 && &x[0] == &y[0] {
+			return true
+		}
+	}
+	return bytes.Equal(a.Raw(i), b.Raw(j))
+}
+
 // Type is the type of record i, read without decoding the record.
 func (z *Zone) Type(i int) uint16 {
 	ref := z.refs[i]
