@@ -69,10 +69,14 @@ type Agent struct {
 	recheck chan struct{}
 	gates   []gates.Gate
 
-	mu     sync.Mutex
-	st     status.Agent
-	zones  map[string]status.ZoneState
-	frozen []string
+	mu    sync.Mutex
+	st    status.Agent
+	zones map[string]status.ZoneState
+	// checked is, per zone, the served version as this process checked
+	// it: its index and whether it passed without a finding, so the next
+	// version is checked incrementally (gates.Input.PreviousPassed).
+	checked map[string]checkedVersion
+	frozen  []string
 	// secondaries holds the last verification per "secondary zone".
 	secondaries map[string]status.SecondaryCheck
 	// candidates are blocked versions kept for a recheck, by origin.

@@ -248,8 +248,12 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 			}
 		}
 	}
-	rep := gates.Run(ctx, gl, &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now(),
-		ExpectedDelegations: o.expectedDelegations, PreviousVerified: a.dnssecVerified(cur)})
+	in := &gates.Input{Zone: z, Previous: cur, Published: cur, Now: time.Now(),
+		ExpectedDelegations: o.expectedDelegations, PreviousVerified: a.dnssecVerified(cur)}
+	if c, ok := a.checkedVersion(cur); ok {
+		in.PreviousIndex, in.PreviousPassed = c.ix, c.clean && len(o.skipGates) == 0
+	}
+	rep, ix := gates.RunIndexed(ctx, gl, in)
 	var overriddenBy []string
 	if !rep.Pass {
 		// Two operators may have signed off this exact version (.se
@@ -300,6 +304,7 @@ func (a *Agent) publish(ctx context.Context, z *zone.Zone, source string, o publ
 		}
 	}
 	a.dns.SetZone(z)
+	a.keepChecked(z, ix, rep, overriddenBy == nil && len(o.skipGates) == 0)
 	a.dropCandidate(z.Origin, z.Serial)
 	if overriddenBy != nil {
 		a.overridePublished(ctx, z, overriddenBy, rep.Failed())
@@ -496,6 +501,43 @@ func (a *Agent) publishedAsIs(ctx context.Context, z *zone.Zone) bool {
 // dnssecVerified reports whether cur passed the dnssec gate when it was
 // stored, so the gates verify only signatures that changed since. A version
 // published by override after a dnssec failure keeps its failing result.
+// checkedVersion is what this process knows of having checked a version.
+type checkedVersion struct {
+	zone  *zone.Zone
+	ix    *gates.Index
+	clean bool // every gate passed (or skipped) without a finding, no gate left out, no override
+}
+
+// checkedVersion returns what this process kept of checking cur.
+func (a *Agent) checkedVersion(cur *zone.Zone) (checkedVersion, bool) {
+	if cur == nil {
+		return checkedVersion{}, false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.checked[cur.Origin]
+	return c, ok && c.zone == cur
+}
+
+// keepChecked keeps z's index and verdict for checking the next version
+// incrementally; full is false when gates were left out or overridden.
+func (a *Agent) keepChecked(z *zone.Zone, ix *gates.Index, rep gates.Report, full bool) {
+	clean := full && rep.Pass
+	for _, r := range rep.Results {
+		clean = clean && r.Status != gates.StatusFail && r.Total == 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.checked == nil {
+		a.checked = map[string]checkedVersion{}
+	}
+	if ix == nil {
+		delete(a.checked, z.Origin)
+		return
+	}
+	a.checked[z.Origin] = checkedVersion{zone: z, ix: ix, clean: clean}
+}
+
 func (a *Agent) dnssecVerified(cur *zone.Zone) bool {
 	if cur == nil || a.store == nil {
 		return false

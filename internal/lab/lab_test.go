@@ -233,6 +233,16 @@ func TestLab(t *testing.T) {
 			}
 			return err
 		})
+		// and osaka to hold it (it pulls and checks each version after
+		// tokyo serves it), so that what it serves below shows whether
+		// it took the broken one, not how far behind it was
+		eventually(t, 10*time.Second, "osaka to hold the current file", func() error {
+			d, _ := statusJSON(t, l)
+			if s := row(d, "osaka").Serials[l.State.TLD]; s != good.Serial {
+				return fmt.Errorf("osaka serves %d, file has %d", s, good.Serial)
+			}
+			return nil
+		})
 		// .se 2009: the generator drops the trailing dot on three names.
 		var broken []dns.RR
 		doubled := 0

@@ -88,10 +88,7 @@ func (g requiredGate) Check(ctx context.Context, ix *Index, in *Input) Result {
 		look := base.Nodes()
 		d := ix.diff
 		if d != nil && base == ix.previous {
-			look = nil
-			for _, n := range d.gone {
-				look = append(look, n)
-			}
+			look = append([]*Node(nil), d.gone...)
 			for _, n := range d.changed {
 				if bn := base.Node(n.Name); bn != nil {
 					look = append(look, bn)

@@ -229,3 +229,57 @@ func sameData(a, b dns.RR) bool {
 	ra, rb := x[skipName(x[:na], 0)+8:na], y[skipName(y[:nb], 0)+8:nb] // RDLENGTH and RDATA
 	return string(ra) == string(rb)
 }
+
+// Diff is the difference that takes a to b, as IXFR carries it (the SOAs
+// among it when they differ): Apply(a, Diff(a, b)) holds the records of
+// b. Names are compared by their per-name hashes first, so only the names
+// that differ are decoded.
+func Diff(a, b *Zone) (del, add []dns.RR) {
+	raws := func(z *Zone, k int) map[string]int {
+		_, s, e := z.Name(k)
+		m := make(map[string]int, e-s+1)
+		if k == z.apex {
+			m[string(z.Raw(0))] = 0
+		}
+		for i := s; i < e; i++ {
+			m[string(z.Raw(i))] = i
+		}
+		return m
+	}
+	both := func(ka, kb int) {
+		ra, rb := raws(a, ka), raws(b, kb)
+		for r, i := range ra {
+			if _, ok := rb[r]; !ok {
+				del = append(del, a.RR(i))
+			}
+		}
+		for r, i := range rb {
+			if _, ok := ra[r]; !ok {
+				add = append(add, b.RR(i))
+			}
+		}
+	}
+	only := func(z *Zone, k int, out *[]dns.RR) {
+		for _, i := range raws(z, k) {
+			*out = append(*out, z.RR(i))
+		}
+	}
+	i, j := 0, 0
+	for i < len(a.names) || j < len(b.names) {
+		switch {
+		case j == len(b.names) || i < len(a.names) && a.names[i] < b.names[j]:
+			only(a, i, &del)
+			i++
+		case i == len(a.names) || b.names[j] < a.names[i]:
+			only(b, j, &add)
+			j++
+		default:
+			if a.nameHash[i] != b.nameHash[j] {
+				both(i, j)
+			}
+			i++
+			j++
+		}
+	}
+	return del, add
+}

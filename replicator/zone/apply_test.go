@@ -83,6 +83,14 @@ func TestApplyMatchesRebuild(t *testing.T) {
 		if got.Names() != want.Names() {
 			t.Fatalf("round %d: %d names, want %d", round, got.Names(), want.Names())
 		}
+		// Diff finds the same difference
+		d2, a2 := Diff(base, got)
+		if again, err := Apply(base, d2, a2); err != nil || again.Digest != got.Digest {
+			t.Fatalf("round %d: Apply(Diff): %v, digest %s, want %s", round, err, again.Digest, got.Digest)
+		}
+		if d, a := Diff(got, got); len(d)+len(a) != 0 {
+			t.Fatalf("round %d: a version differs from itself by -%d +%d", round, len(d), len(a))
+		}
 		// and it applies again on top of itself
 		if again, err := Apply(got, nil, nil); err != nil || again.Digest != got.Digest {
 			t.Fatalf("round %d: empty difference: %v, digest %s vs %s", round, err, again.Digest, got.Digest)

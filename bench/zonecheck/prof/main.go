@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"os"
 	"runtime"
@@ -29,6 +30,7 @@ func main() {
 	mem := flag.String("mem", "", "heap profile output, taken after the check")
 	ixfr := flag.String("ixfr", "", "with -previous: store both versions in a zone store in this (new) directory and time the IXFR difference between them")
 	incremental := flag.Bool("incremental", false, "treat -previous as verified (gates.Input.PreviousVerified), as the agent does for its last accepted version")
+	apply := flag.Bool("apply", false, "with -previous: check -previous in full, then time the agent's path for the next version: the IXFR difference applied to it (zone.Apply) and the incremental check (gates.Input.PreviousPassed) with its index kept")
 	flag.Parse()
 	if *file == "" {
 		flag.Usage()
@@ -41,6 +43,15 @@ func main() {
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
+	}
+	if *apply {
+		if *prev == "" {
+			log.Fatal("-apply needs -previous")
+		}
+		if err := timeApply(*prev, *file, *origin); err != nil {
+			log.Fatal(err)
+		}
+		return
 	}
 	start := time.Now()
 	z, err := zone.ParseFile(*file, *origin)
@@ -102,6 +113,58 @@ func timeDelta(dir string, prev, cur *zone.Zone) error {
 			return err
 		}
 		log.Printf("IXFR difference %d -> %d (%s): -%d +%d records in %s", prev.Serial, cur.Serial, what, len(d.Deleted), len(d.Added), time.Since(t))
+	}
+	return nil
+}
+
+// timeApply is the agent's path for a new version that arrives as a
+// difference: the previous version checked in full (and kept, with its
+// index), then the difference applied and the new version checked
+// incrementally.
+func timeApply(prevFile, nextFile, origin string) error {
+	t := time.Now()
+	prev, err := zone.ParseFile(prevFile, origin)
+	if err != nil {
+		return err
+	}
+	next, err := zone.ParseFile(nextFile, origin)
+	if err != nil {
+		return err
+	}
+	log.Printf("parse both versions: %s", time.Since(t))
+	gs := gates.Default(gates.DefaultConfig())
+	t = time.Now()
+	rep, prevIx := gates.RunIndexed(context.Background(), gs, &gates.Input{Zone: prev, Now: time.Now()})
+	if !rep.Pass {
+		return fmt.Errorf("previous version refused: %v", rep.Failed())
+	}
+	log.Printf("previous version (serial %d) checked in full: %s", prev.Serial, time.Since(t))
+	t = time.Now()
+	del, add := zone.Diff(prev, next)
+	log.Printf("difference (what IXFR carries): -%d +%d records, %s", len(del), len(add), time.Since(t))
+	next = nil
+	runtime.GC()
+
+	for round := range 3 {
+		start := time.Now()
+		cur, err := zone.Apply(prev, del, add)
+		if err != nil {
+			return err
+		}
+		applied := time.Since(start)
+		t := time.Now()
+		rep, _ := gates.RunIndexed(context.Background(), gs, &gates.Input{
+			Zone: cur, Previous: prev, Published: prev, Now: time.Now(),
+			PreviousPassed: true, PreviousIndex: prevIx,
+		})
+		checked := time.Since(t)
+		log.Printf("round %d: serial %d -> %d: applied in %s, checked in %s (index and every gate), total %s: pass %v",
+			round, prev.Serial, cur.Serial, applied.Round(time.Millisecond), checked.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), rep.Pass)
+		if round == 0 {
+			for _, r := range rep.Results {
+				log.Printf("  %-10s %-5s %8s %s", r.Gate, r.Status, r.Took.Round(time.Millisecond), r.Reason)
+			}
+		}
 	}
 	return nil
 }
