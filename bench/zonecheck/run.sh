@@ -11,9 +11,11 @@
 # `go run ./bench/zonecheck`. It runs each tool on base.zone under
 # /usr/bin/time, then the incremental case: `regdr zone check next.zone
 # --previous base.zone` (both files parsed, every signature verified), and
-# in process the gates with the previous version marked verified, plus the
-# IXFR difference between the two versions in a zone store
-# (`go run ./bench/zonecheck/prof -incremental -ixfr DIR`).
+# in process the agent's path (`prof -apply`: base.zone checked in full and
+# kept with its index, the IXFR difference applied with zone.Apply and the
+# result checked incrementally), then the gates with the previous version
+# marked verified, plus the IXFR difference between the two versions in a
+# zone store (`prof -incremental -ixfr DIR`).
 #
 # Environment: REGDR (default bin/regdr), WORK (default /tmp/regdr-zonecheck),
 # TOOLS (default "regdr kzonecheck dnssec-verify ldns-verify-zone validns").
@@ -103,7 +105,7 @@ for n in $SIZES; do
 	set -- $(timed $c)
 	echo "| regdr CLI: both files parsed, every signature verified | \`$c\` | $1 | $4 | $(($2 / 1024)) | $3 |"
 	go build -o "$WORK/prof" ./bench/zonecheck/prof
-	for mode in "" "-incremental -ixfr $WORK/store-$n"; do
+	for mode in "-apply" "-incremental -ixfr $WORK/store-$n"; do
 		rm -rf "$WORK/store-$n"
 		c="$WORK/prof -zone $dir/next.zone -previous $dir/base.zone $mode"
 		echo

@@ -117,7 +117,7 @@ func TestSignerSource(t *testing.T) {
 	write(1, 0)
 	tokyoSite, _ := cfg.Site("tokyo")
 	k, err := knotlab.Start(ctx, knotlab.Config{Dir: signerDir + "/knot", Listen: netip.MustParseAddrPort(signerAddr),
-		Zones:    []knotlab.ZoneConf{{Origin: origin, File: zoneFile, Notify: []netip.AddrPort{netip.MustParseAddrPort(tokyoSite.DNSAddr)}}},
+		Zones:    []knotlab.ZoneConf{{Origin: origin, File: zoneFile, IXFR: true, Notify: []netip.AddrPort{netip.MustParseAddrPort(tokyoSite.DNSAddr)}}},
 		TSIGName: "xfr.", TSIGAlgorithm: "hmac-sha256", TSIGSecret: secretB64})
 	if err != nil {
 		t.Fatal(err)

@@ -471,7 +471,16 @@ func (a *Agent) pullIfStandby(ctx context.Context) {
 			a.log.Error("pull", "err", err)
 			continue
 		}
-		z, err := zonepull.Pull(pctx, src.DNSAddr, origin, name, secret)
+		// A difference applies only to the version it was made from:
+		// IXFR when the active site recorded ours as published as is.
+		cur := a.dns.Zone(origin)
+		z, err := a.fetch(pctx, src.DNSAddr, origin, name, secret, cur, cur != nil && a.publishedAsIs(pctx, cur))
+		if err == nil && z != cur && !a.indexAgrees(pctx, z) {
+			// The difference led somewhere the active site never
+			// published: take the whole zone instead.
+			a.log.Warn("IXFR result differs from the published version: transferring the whole zone", "zone", origin, "serial", z.Serial)
+			z, err = zonepull.Pull(pctx, src.DNSAddr, origin, name, secret)
+		}
 		cancel()
 		if err != nil {
 			a.setZoneError(origin, fmt.Errorf("pull from %s: %w", active, err))
@@ -480,6 +489,36 @@ func (a *Agent) pullIfStandby(ctx context.Context) {
 		}
 		a.accept(ctx, z, "axfr:"+active, a.publishedAsIs(ctx, z))
 	}
+}
+
+// fetch transfers origin from the primary at addr: by IXFR from cur when
+// trusted says cur is the primary's own version at its serial (then only
+// the difference travels, applies to cur's storage, and is checked
+// incrementally), by AXFR otherwise or when the IXFR fails.
+func (a *Agent) fetch(ctx context.Context, addr, origin, name, secret string, cur *zone.Zone, trusted bool) (*zone.Zone, error) {
+	if cur != nil && trusted {
+		start := time.Now()
+		z, incremental, err := zonepull.PullIXFR(ctx, addr, origin, name, secret, cur)
+		if err == nil {
+			a.log.Info("zone transferred", "zone", origin, "from", addr, "serial", z.Serial, "ixfr", incremental, "took", time.Since(start).Round(time.Millisecond))
+			return z, nil
+		}
+		a.log.Warn("IXFR failed: transferring the whole zone", "zone", origin, "from", addr, "err", err)
+	}
+	return zonepull.Pull(ctx, addr, origin, name, secret)
+}
+
+// indexAgrees reports whether etcd's zone index has no other digest for
+// z's serial than z's own (no entry, or no etcd, agrees).
+func (a *Agent) indexAgrees(ctx context.Context, z *zone.Zone) bool {
+	if a.etcd == nil {
+		return true
+	}
+	c, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var v store.PublishedVersion
+	_, found, err := store.GetJSON(c, a.etcd, a.keys.ZoneVersion(z.Origin, z.Serial), &v)
+	return err != nil || !found || v.Digest == z.Digest
 }
 
 // publishedAsIs reports whether the active site recorded exactly this
@@ -581,7 +620,12 @@ func (a *Agent) pullFromSigner(ctx context.Context) {
 			a.log.Error("signer transfer", "err", err)
 			continue
 		}
-		z, err := zonepull.Pull(pctx, zc.SourceAddr, origin, name, secret)
+		// IXFR when what we serve is the signer's own version (the
+		// difference is made from it), else AXFR.
+		a.mu.Lock()
+		fromSigner := a.zones[origin].Source == "axfr:signer "+zc.SourceAddr
+		a.mu.Unlock()
+		z, err := a.fetch(pctx, zc.SourceAddr, origin, name, secret, cur, fromSigner)
 		cancel()
 		if err != nil {
 			a.setZoneError(origin, fmt.Errorf("transfer from the signer %s: %w", zc.SourceAddr, err))

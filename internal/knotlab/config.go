@@ -85,6 +85,10 @@ type ZoneConf struct {
 	File string
 	// Notify are told (with the TSIG key) of every new serial.
 	Notify []netip.AddrPort
+	// IXFR (with File) keeps the differences between the versions of
+	// the file Knot loads, and answers IXFR from them, as a registry's
+	// signer does.
+	IXFR bool
 }
 
 var tsigAlgorithms = map[string]bool{
@@ -293,8 +297,13 @@ func render(c Config) string {
 			}
 			p("  - domain: %s", dns.CanonicalName(z.Origin))
 			p("    file: \"%s\"", z.File)
-			p("    zonefile-load: whole")
-			p("    journal-content: none")
+			if z.IXFR {
+				p("    zonefile-load: difference")
+				p("    journal-content: changes")
+			} else {
+				p("    zonefile-load: whole")
+				p("    journal-content: none")
+			}
 			if len(notify) > 0 {
 				p("    notify: [%s]", strings.Join(notify, ", "))
 			}

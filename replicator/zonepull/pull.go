@@ -66,6 +66,38 @@ func Pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zon
 }
 
 func pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zone, error) {
+	q := new(dns.Msg).SetAxfr(origin)
+	rrs, err := transfer(ctx, addr, origin, tsigName, secret, q, axfrComplete)
+	if err != nil {
+		return nil, err
+	}
+	z, err := zone.FromRecords(origin, rrs[:len(rrs)-1])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadTransfer, err)
+	}
+	return z, nil
+}
+
+// axfrComplete: the SOA's second appearance closes an AXFR (RFC 5936
+// §2.2); it must be the first one again.
+func axfrComplete(rrs []dns.RR, _ bool) (bool, error) {
+	if len(rrs) < 2 {
+		return false, nil
+	}
+	soa, ok := rrs[len(rrs)-1].(*dns.SOA)
+	if !ok {
+		return false, nil
+	}
+	if open := rrs[0].(*dns.SOA); soa.Serial != open.Serial || !dns.IsDuplicate(soa, open) {
+		return false, fmt.Errorf("%w: closing SOA (serial %d) differs from the opening one (serial %d)", ErrBadTransfer, soa.Serial, open.Serial)
+	}
+	return true, nil
+}
+
+// transfer sends q (AXFR or IXFR, TSIG-signed) to addr over TCP and reads
+// the answer's records until complete says the last one closes it; that
+// record must end a signed message. The first record must be origin's SOA.
+func transfer(ctx context.Context, addr, origin, tsigName, secret string, q *dns.Msg, complete func(rrs []dns.RR, lastInMessage bool) (bool, error)) ([]dns.RR, error) {
 	if _, ok := dns.IsDomainName(origin); !ok {
 		return nil, fmt.Errorf("origin %q is not a domain name", origin)
 	}
@@ -89,16 +121,15 @@ func pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zon
 	stop := context.AfterFunc(ctx, dl.expire)
 	defer stop()
 
-	q := new(dns.Msg).SetAxfr(origin)
 	q.SetTsig(tsigName, dns.HmacSHA256, tsigFudge, time.Now().Unix())
 	wire, macHex, err := dns.TsigGenerate(q, secret, "", false)
 	if err != nil {
-		return nil, fmt.Errorf("sign AXFR query: %w", err)
+		return nil, fmt.Errorf("sign %s query: %w", dns.TypeToString[q.Question[0].Qtype], err)
 	}
 	reqMAC, _ := hex.DecodeString(macHex)
 	dl.next()
 	if err := writeMsg(conn, wire); err != nil {
-		return nil, ctxErr(ctx, fmt.Errorf("send AXFR query: %w", err))
+		return nil, ctxErr(ctx, fmt.Errorf("send %s query: %w", dns.TypeToString[q.Question[0].Qtype], err))
 	}
 
 	stream := newTSIGStream(tsigName, rawSecret, reqMAC)
@@ -159,7 +190,7 @@ func pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zon
 		}
 		if msgs == 1 && len(m.Question) > 0 {
 			qq := m.Question[0]
-			if qq.Qtype != dns.TypeAXFR || dns.CanonicalName(qq.Name) != origin {
+			if qq.Qtype != q.Question[0].Qtype || dns.CanonicalName(qq.Name) != origin {
 				return nil, fmt.Errorf("%w: answer is for %s %s", ErrBadTransfer, qq.Name, dns.TypeToString[qq.Qtype])
 			}
 		}
@@ -167,34 +198,27 @@ func pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zon
 			return nil, fmt.Errorf("%w: first message has no records", ErrEmptyTransfer)
 		}
 		for i, rr := range m.Answer {
-			soa, isSOA := rr.(*dns.SOA)
 			if open == nil {
+				soa, isSOA := rr.(*dns.SOA)
 				if !isSOA || dns.CanonicalName(soa.Hdr.Name) != origin {
 					return nil, fmt.Errorf("%w: transfer starts with %q, not the SOA of %s", ErrBadTransfer, rr.String(), origin)
 				}
 				open = soa
-				rrs = append(rrs, rr)
-				continue
 			}
-			if !isSOA {
-				rrs = append(rrs, rr)
-				continue
-			}
-			// A zone has one SOA, so its second appearance closes the
-			// transfer (RFC 5936 §2.2).
+			rrs = append(rrs, rr)
+			last := i == len(m.Answer)-1
+			done, err := complete(rrs, last)
 			switch {
-			case i != len(m.Answer)-1:
+			case err != nil:
+				return nil, err
+			case !done:
+				continue
+			case !last:
 				return nil, fmt.Errorf("%w: %d records after the closing SOA", ErrBadTransfer, len(m.Answer)-1-i)
-			case soa.Serial != open.Serial || !dns.IsDuplicate(soa, open):
-				return nil, fmt.Errorf("%w: closing SOA (serial %d) differs from the opening one (serial %d)", ErrBadTransfer, soa.Serial, open.Serial)
 			case !signed:
 				return nil, fmt.Errorf("%w: message %d: the last message is not signed", ErrBadTSIG, msgs)
 			}
-			z, err := zone.FromRecords(origin, rrs)
-			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrBadTransfer, err)
-			}
-			return z, nil
+			return rrs, nil
 		}
 	}
 }
