@@ -50,6 +50,12 @@ func pullIXFR(ctx context.Context, addr, origin, tsigName, secret string, have *
 	if err != nil {
 		return nil, false, err
 	}
+	return assemble(origin, have, rrs, seq)
+}
+
+// assemble turns a complete IXFR answer (seq followed it) into the version
+// it leads to from have.
+func assemble(origin string, have *zone.Zone, rrs []dns.RR, seq *ixfrSequence) (*zone.Zone, bool, error) {
 	newest := rrs[0].(*dns.SOA).Serial
 	switch {
 	case seq.upToDate:
