@@ -196,6 +196,19 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 		return nil, fmt.Errorf("zone %s: %w after the difference", prev.Origin, ErrNoSOA)
 	}
 	z.Digest = digestOf(z.nameHash)
+	z.wire = prev.wire + len(p.arena)
+	for _, k := range keys {
+		if pk, ok := prev.FindName(k); ok {
+			_, s, e := prev.Name(pk)
+			for i := s; i < e; i++ {
+				z.wire -= len(prev.Raw(i))
+			}
+			if k == origin {
+				z.wire -= len(prev.Raw(0))
+			}
+		}
+	}
+	z.compactIfSparse()
 	var ok bool
 	if z.apex, ok = z.FindName(origin); !ok {
 		return nil, fmt.Errorf("zone %s: %w after the difference", prev.Origin, ErrNoSOA)
@@ -282,4 +295,35 @@ func Diff(a, b *Zone) (del, add []dns.RR) {
 		}
 	}
 	return del, add
+}
+
+// compactFloor: below this, arenas are not worth copying.
+var compactFloor = 16 << 20
+
+// compactIfSparse copies the records into new arenas when the ones they
+// are in hold more than twice their size: versions built by Apply share
+// their predecessors' arenas, and an agent applying differences for weeks
+// would otherwise keep every record it ever replaced.
+func (z *Zone) compactIfSparse() {
+	total := 0
+	for _, a := range z.arenas {
+		total += len(a)
+	}
+	if total <= 2*z.wire || total < compactFloor {
+		return
+	}
+	const chunk = 256 << 20
+	var arenas [][]byte
+	cur := make([]byte, 0, min(z.wire, chunk)+maxRRWire)
+	refs := make([]uint64, len(z.refs))
+	for i := range z.refs {
+		r := z.Raw(i)
+		if len(cur)+len(r) > cap(cur) {
+			arenas = append(arenas, cur)
+			cur = make([]byte, 0, min(z.wire, chunk)+maxRRWire)
+		}
+		refs[i] = uint64(len(arenas))<<32 | uint64(len(cur))
+		cur = append(cur, r...)
+	}
+	z.arenas, z.refs = append(arenas, cur), refs
 }

@@ -143,3 +143,55 @@ func mapsEqual(a, b map[string]int) bool {
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// A version made by many differences does not keep every record it ever
+// replaced: its storage stays within a small factor of its records.
+func TestApplyCompacts(t *testing.T) {
+	defer func(f int) { compactFloor = f }(compactFloor)
+	compactFloor = 0
+	var b strings.Builder
+	b.WriteString("test. 3600 IN SOA ns. host. 1 2 3 4 5\ntest. 3600 IN NS ns.example.\n")
+	for i := range 20000 {
+		fmt.Fprintf(&b, "t%d.test. 60 IN TXT \"%0200d\"\n", i, i) // generation 0
+	}
+	z, err := Parse(strings.NewReader(b.String()), "big", "test.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := make([]int, 20000) // each name's current generation
+	txt := func(k, g int) dns.RR {
+		rr, err := dns.NewRR(fmt.Sprintf("t%d.test. 60 IN TXT \"%0200d\"", k, k+g*100000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rr
+	}
+	for round := range 80 {
+		soa := z.SOA()
+		next := dns.Copy(soa).(*dns.SOA)
+		next.Serial++
+		del, add := []dns.RR{soa}, []dns.RR{next}
+		for i := round * 500; i < (round+1)*500; i++ {
+			k := i % 20000
+			del, add = append(del, txt(k, gen[k])), append(add, txt(k, gen[k]+1))
+			gen[k]++
+		}
+		if z, err = Apply(z, del, add); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	total := 0
+	for _, a := range z.arenas {
+		total += len(a)
+	}
+	if total > 2*z.wire+maxRRWire || z.wire <= 0 {
+		t.Fatalf("arenas hold %d bytes for %d bytes of records", total, z.wire)
+	}
+	want, err := FromRecords("test.", z.RRs())
+	if err != nil || want.Digest != z.Digest {
+		t.Fatalf("after compaction the records are not what they were: %v", err)
+	}
+	if want.wire != z.wire {
+		t.Errorf("wire size %d, a fresh build says %d", z.wire, want.wire)
+	}
+}

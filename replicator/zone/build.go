@@ -239,6 +239,7 @@ func (z *Zone) digestAndOrder(pieces []piece, names []string, start []int32, gro
 	z.arenas = make([][]byte, len(pieces))
 	for i := range pieces {
 		z.arenas[i] = pieces[i].arena
+		z.wire += len(pieces[i].arena)
 	}
 	return nil
 }

@@ -78,6 +78,9 @@ type Zone struct {
 	names     []string
 	nameStart []int32
 	nameHash  [][sha256.Size]byte // per name, see Digest
+	// wire is the size of the records themselves; the arenas may hold
+	// more (records of earlier versions Apply no longer refers to).
+	wire int
 	apex      int                 // position of the origin in names
 }
 
