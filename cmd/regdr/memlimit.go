@@ -18,7 +18,7 @@ func limitMemoryFor(input int64) {
 	if os.Getenv("GOMEMLIMIT") != "" || input <= 0 {
 		return
 	}
-	const floor = 256 << 20
+	const floor = 96 << 20
 	debug.SetMemoryLimit(max(floor, input*7/4+64<<20))
 }
 

@@ -81,7 +81,7 @@ type Zone struct {
 	// wire is the size of the records themselves; the arenas may hold
 	// more (records of earlier versions Apply no longer refers to).
 	wire int
-	apex      int                 // position of the origin in names
+	apex int // position of the origin in names
 }
 
 // Len is the number of records in the zone, SOA included.
