@@ -22,7 +22,7 @@
 set -eu
 
 cd "$(dirname "$0")/../.."
-SIZES=${1:-"100000 1000000"}
+SIZES=${*:-"100000 1000000"}
 REGDR=${REGDR:-bin/regdr}
 WORK=${WORK:-/tmp/regdr-zonecheck}
 TOOLS=${TOOLS:-"regdr kzonecheck dnssec-verify ldns-verify-zone validns"}
