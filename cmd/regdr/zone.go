@@ -72,6 +72,11 @@ version, on one zone file, and reports every failing record with file:line:
 A gate without what it needs (no --previous, no --expect-delegations, unsigned
 zone) is reported as skipped, never as passed.
 
+Memory: the check holds the zone packed (about 1.3 times the file) and asks
+the garbage collector to keep the heap near 1.75 times the input files plus
+64 MB; set GOMEMLIMIT to choose another limit (a 413 MB, 1,000,000-delegation
+TLD checks in 0.8 GB).
+
 Exit code 0 when every gate passes, 1 when the zone is blocked, 2 on bad usage
 or an unreadable file.`,
 		Args: cobra.ExactArgs(1),
