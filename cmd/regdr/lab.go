@@ -253,8 +253,15 @@ that file with the new primary's journal gives the writes lost (RPO).`,
 			}
 			opts := l.GeneratorOptions(nsec3)
 			opts.Logger = g.logger(cmd.ErrOrStderr())
+			// An orphan (the command that started it was killed before
+			// recording it) stops itself.
+			ctx := lab.WhileRecorded(cmd.Context(), dir, "zonegen", os.Getpid(), time.Second, 3)
 			var gen zonegen.Generator
-			err = gen.Run(cmd.Context(), opts)
+			err = gen.Run(ctx, opts)
+			if errors.Is(context.Cause(ctx), lab.ErrNotRecorded) {
+				opts.Logger.Warn("zone generator stopping: the lab records another generator, or is gone", "dir", dir)
+				return nil
+			}
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}

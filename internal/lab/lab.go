@@ -800,11 +800,14 @@ func (l *Lab) RecoverEtcd(ctx context.Context, member string) error {
 // its agent serves a zone version.
 func (l *Lab) waitSteady(ctx context.Context) error {
 	active, _ := l.Cfg.Site(l.State.Active)
+	// The standby transfers and checks the whole zone once: about two
+	// minutes for a million delegations on two cores.
+	limit := time.Minute + time.Duration(l.State.Domains/1000)*150*time.Millisecond
 	for _, s := range l.Cfg.DataSites() {
 		if s.Name == active.Name {
 			continue
 		}
-		err := waitUntil(ctx, 60*time.Second, s.Name+" to stream from "+active.Name, func() error {
+		err := waitUntil(ctx, limit, s.Name+" to stream from "+active.Name, func() error {
 			c, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			conn, err := pgx.Connect(c, active.Postgres)
