@@ -215,3 +215,42 @@ func wireType(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off:]
 
 // wireCovered is the type an owner-less RRSIG record at off in b covers.
 func wireCovered(b []byte, off int) uint16 { return binary.BigEndian.Uint16(b[off+10:]) }
+
+// Builder builds a Zone from records handed over one at a time (a zone
+// transfer as it arrives), packing each at once: the caller need not hold
+// millions of decoded records until the last one is in.
+type Builder struct {
+	origin string
+	pieces []piece
+	b      *pieceBuilder
+}
+
+// NewBuilder starts a zone of origin.
+func NewBuilder(origin string) *Builder {
+	return &Builder{origin: origin, b: newPieceBuilder(1 << 20)}
+}
+
+// Add packs rr (nil is ignored); the error names a record that cannot be
+// put on the wire.
+func (b *Builder) Add(rr dns.RR) error {
+	if rr == nil {
+		return nil
+	}
+	if err := b.b.add(rr, 0); err != nil {
+		return err
+	}
+	if b.b.full() {
+		b.pieces = append(b.pieces, b.b.done())
+		b.b = newPieceBuilder(1 << 20)
+	}
+	return nil
+}
+
+// Zone builds the zone of every record added, as FromRecords would.
+func (b *Builder) Zone() (*Zone, error) {
+	o, err := canonicalOrigin(b.origin)
+	if err != nil {
+		return nil, err
+	}
+	return build(o, append(b.pieces, b.b.done())...)
+}

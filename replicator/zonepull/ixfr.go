@@ -43,34 +43,86 @@ func pullIXFR(ctx context.Context, addr, origin, tsigName, secret string, have *
 	q := new(dns.Msg).SetIxfr(origin, have.Serial, "", "")
 	// SetIxfr puts an SOA in the authority section with empty names; the
 	// serial is what the primary reads (RFC 1995 §3), the rest is ours.
-	cur := have.SOA()
-	q.Ns = []dns.RR{cur}
-	seq := &ixfrSequence{have: have.Serial}
-	rrs, err := transfer(ctx, addr, origin, tsigName, secret, q, seq.complete)
-	if err != nil {
+	q.Ns = []dns.RR{have.SOA()}
+	r := &ixfrReader{origin: origin, have: have.Serial}
+	if err := transfer(ctx, addr, origin, tsigName, secret, q, r.step); err != nil {
 		return nil, false, err
 	}
-	return assemble(origin, have, rrs, seq)
+	return r.assemble(have)
 }
 
-// assemble turns a complete IXFR answer (seq followed it) into the version
-// it leads to from have.
-func assemble(origin string, have *zone.Zone, rrs []dns.RR, seq *ixfrSequence) (*zone.Zone, bool, error) {
-	newest := rrs[0].(*dns.SOA).Serial
+// ixfrReader follows an IXFR answer record by record as it arrives (RFC
+// 1995 §4): the primary's SOA alone (nothing newer), the whole zone (read
+// on as an AXFR, packed as it comes), or differences, kept to be applied.
+type ixfrReader struct {
+	origin      string
+	have        uint32
+	newest      uint32
+	n           int
+	upToDate    bool        // the SOA alone
+	incremental bool        // differences, not the whole zone
+	adding      bool        // in the added records of a difference
+	reached     uint32      // serial the current difference leads to
+	rrs         []dns.RR    // the answer, while it is differences
+	axfr        *axfrReader // the answer, once it is the whole zone
+}
+
+func (r *ixfrReader) step(rr dns.RR, lastInMessage bool) (bool, error) {
+	r.n++
+	soa, isSOA := rr.(*dns.SOA)
 	switch {
-	case seq.upToDate:
-		if newest != have.Serial {
-			return nil, false, fmt.Errorf("%w: it serves %d, we have %d", ErrNotNewer, newest, have.Serial)
+	case r.n == 1:
+		r.newest = soa.Serial // transfer checked it is the zone's SOA
+		r.rrs = append(r.rrs, rr)
+		if lastInMessage && !zone.SerialLess(r.have, soa.Serial) {
+			r.upToDate = true
+			return true, nil
+		}
+		return false, nil
+	case r.n == 2 && isSOA && soa.Serial == r.have && r.have != r.newest:
+		r.incremental = true
+	case r.n == 2:
+		// The whole zone: on as an AXFR.
+		r.axfr = newAXFRReader(r.origin)
+		if _, err := r.axfr.step(r.rrs[0], false); err != nil {
+			return false, err
+		}
+		r.rrs = nil
+		return r.axfr.step(rr, lastInMessage)
+	case r.axfr != nil:
+		return r.axfr.step(rr, lastInMessage)
+	case !isSOA:
+	case !r.adding:
+		r.adding, r.reached = true, soa.Serial
+	case soa.Serial == r.newest && r.reached == r.newest:
+		r.rrs = append(r.rrs, rr)
+		return true, nil
+	case soa.Serial == r.reached:
+		r.adding = false // the next difference
+	default:
+		return false, fmt.Errorf("%w: IXFR difference starts from serial %d, the previous one reached %d", ErrBadTransfer, soa.Serial, r.reached)
+	}
+	r.rrs = append(r.rrs, rr)
+	return false, nil
+}
+
+// assemble turns the complete answer into the version it leads to from
+// have.
+func (r *ixfrReader) assemble(have *zone.Zone) (*zone.Zone, bool, error) {
+	switch {
+	case r.upToDate:
+		if r.newest != have.Serial {
+			return nil, false, fmt.Errorf("%w: it serves %d, we have %d", ErrNotNewer, r.newest, have.Serial)
 		}
 		return have, true, nil
-	case !seq.incremental:
-		z, err := zone.FromRecords(origin, rrs[:len(rrs)-1])
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", ErrBadTransfer, err)
-		}
-		return z, false, nil
+	case r.axfr != nil:
+		z, err := r.axfr.zone()
+		return z, false, err
+	case !r.incremental:
+		return nil, false, fmt.Errorf("%w: IXFR answer ended early", ErrTruncated)
 	}
 	// SOA(new) [SOA(old) deleted... SOA(next) added...]... SOA(new)
+	rrs, newest := r.rrs, r.newest
 	z := have
 	body := rrs[1 : len(rrs)-1]
 	for len(body) > 0 {
@@ -101,58 +153,4 @@ func assemble(origin string, have *zone.Zone, rrs []dns.RR, seq *ixfrSequence) (
 		return nil, false, fmt.Errorf("%w: the differences reach serial %d, the primary announced %d", ErrBadTransfer, z.Serial, newest)
 	}
 	return z, true, nil
-}
-
-// ixfrSequence follows an IXFR answer record by record (RFC 1995 §4) to
-// tell where it ends.
-type ixfrSequence struct {
-	have        uint32
-	newest      uint32
-	upToDate    bool // the SOA alone: nothing newer
-	incremental bool // differences, not the whole zone
-	adding      bool // in the added records of a difference
-	reached     uint32
-	seen        int
-}
-
-func (s *ixfrSequence) complete(rrs []dns.RR, lastInMessage bool) (bool, error) {
-	for ; s.seen < len(rrs); s.seen++ {
-		rr := rrs[s.seen]
-		soa, isSOA := rr.(*dns.SOA)
-		switch {
-		case s.seen == 0:
-			s.newest = soa.Serial
-			if len(rrs) == 1 && lastInMessage && !zone.SerialLess(s.have, soa.Serial) {
-				s.upToDate = true
-				return true, nil
-			}
-		case s.seen == 1:
-			switch {
-			case isSOA && soa.Serial == s.have && s.have != s.newest:
-				s.incremental = true
-			case isSOA:
-				return true, axfrCheck(rrs) // a zone of just its SOA
-			}
-		case !s.incremental:
-			if isSOA {
-				return true, axfrCheck(rrs)
-			}
-		case !isSOA:
-		case !s.adding:
-			s.adding, s.reached = true, soa.Serial
-		case soa.Serial == s.newest && s.reached == s.newest:
-			return true, nil
-		case soa.Serial == s.reached:
-			s.adding = false // the next difference
-		default:
-			return false, fmt.Errorf("%w: IXFR difference starts from serial %d, the previous one reached %d", ErrBadTransfer, soa.Serial, s.reached)
-		}
-	}
-	return false, nil
-}
-
-// axfrCheck: a whole-zone answer must close with its opening SOA.
-func axfrCheck(rrs []dns.RR) error {
-	_, err := axfrComplete(rrs, true)
-	return err
 }

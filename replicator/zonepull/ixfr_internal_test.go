@@ -41,9 +41,9 @@ func FuzzIXFRAnswer(f *testing.F) {
 		if !ok || dns.CanonicalName(first.Hdr.Name) != "ex." {
 			return // transfer refuses this before the sequence sees it
 		}
-		seq := &ixfrSequence{have: base.Serial}
-		for i := range rrs {
-			done, err := seq.complete(rrs[:i+1], i == len(rrs)-1)
+		r := &ixfrReader{origin: "ex.", have: base.Serial}
+		for i, rr := range rrs {
+			done, err := r.step(rr, i == len(rrs)-1)
 			if err != nil {
 				return
 			}
@@ -53,7 +53,7 @@ func FuzzIXFRAnswer(f *testing.F) {
 			if i != len(rrs)-1 {
 				return // records after the end: transfer refuses
 			}
-			z, _, err := assemble("ex.", base, rrs, seq)
+			z, _, err := r.assemble(base)
 			if err != nil {
 				return
 			}

@@ -67,53 +67,69 @@ func Pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zon
 
 func pull(ctx context.Context, addr, origin, tsigName, secret string) (*zone.Zone, error) {
 	q := new(dns.Msg).SetAxfr(origin)
-	rrs, err := transfer(ctx, addr, origin, tsigName, secret, q, axfrComplete)
-	if err != nil {
+	a := newAXFRReader(origin)
+	if err := transfer(ctx, addr, origin, tsigName, secret, q, a.step); err != nil {
 		return nil, err
 	}
-	z, err := zone.FromRecords(origin, rrs[:len(rrs)-1])
+	return a.zone()
+}
+
+// axfrReader builds the zone of an AXFR answer as its records arrive.
+type axfrReader struct {
+	open *dns.SOA
+	b    *zone.Builder
+}
+
+func newAXFRReader(origin string) *axfrReader { return &axfrReader{b: zone.NewBuilder(origin)} }
+
+// step takes the next record; done at the closing SOA.
+func (a *axfrReader) step(rr dns.RR, _ bool) (bool, error) {
+	soa, isSOA := rr.(*dns.SOA)
+	if a.open == nil {
+		a.open = soa // transfer checked it is the zone's SOA
+		return false, a.b.Add(rr)
+	}
+	if !isSOA {
+		if err := a.b.Add(rr); err != nil {
+			return false, fmt.Errorf("%w: %v", ErrBadTransfer, err)
+		}
+		return false, nil
+	}
+	if soa.Serial != a.open.Serial || !dns.IsDuplicate(soa, a.open) {
+		return false, fmt.Errorf("%w: closing SOA (serial %d) differs from the opening one (serial %d)", ErrBadTransfer, soa.Serial, a.open.Serial)
+	}
+	return true, nil
+}
+
+func (a *axfrReader) zone() (*zone.Zone, error) {
+	z, err := a.b.Zone()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadTransfer, err)
 	}
 	return z, nil
 }
 
-// axfrComplete: the SOA's second appearance closes an AXFR (RFC 5936
-// §2.2); it must be the first one again.
-func axfrComplete(rrs []dns.RR, _ bool) (bool, error) {
-	if len(rrs) < 2 {
-		return false, nil
-	}
-	soa, ok := rrs[len(rrs)-1].(*dns.SOA)
-	if !ok {
-		return false, nil
-	}
-	if open := rrs[0].(*dns.SOA); soa.Serial != open.Serial || !dns.IsDuplicate(soa, open) {
-		return false, fmt.Errorf("%w: closing SOA (serial %d) differs from the opening one (serial %d)", ErrBadTransfer, soa.Serial, open.Serial)
-	}
-	return true, nil
-}
-
-// transfer sends q (AXFR or IXFR, TSIG-signed) to addr over TCP and reads
-// the answer's records until complete says the last one closes it; that
-// record must end a signed message. The first record must be origin's SOA.
-func transfer(ctx context.Context, addr, origin, tsigName, secret string, q *dns.Msg, complete func(rrs []dns.RR, lastInMessage bool) (bool, error)) ([]dns.RR, error) {
+// transfer sends q (AXFR or IXFR, TSIG-signed) to addr over TCP and hands
+// the answer's records to step one by one, as they arrive, until step says
+// the last one closes it; that record must end a signed message. The first
+// record must be origin's SOA.
+func transfer(ctx context.Context, addr, origin, tsigName, secret string, q *dns.Msg, step func(rr dns.RR, lastInMessage bool) (bool, error)) error {
 	if _, ok := dns.IsDomainName(origin); !ok {
-		return nil, fmt.Errorf("origin %q is not a domain name", origin)
+		return fmt.Errorf("origin %q is not a domain name", origin)
 	}
 	if _, ok := dns.IsDomainName(tsigName); !ok || tsigName == "" {
-		return nil, fmt.Errorf("TSIG key name %q is not a domain name", tsigName)
+		return fmt.Errorf("TSIG key name %q is not a domain name", tsigName)
 	}
 	rawSecret, err := base64.StdEncoding.DecodeString(secret)
 	if err != nil || len(rawSecret) == 0 {
-		return nil, fmt.Errorf("TSIG key %s: secret is not valid base64", tsigName)
+		return fmt.Errorf("TSIG key %s: secret is not valid base64", tsigName)
 	}
 	tsigName = dns.CanonicalName(tsigName)
 
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+		return fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close()
 	dl := &deadlines{ctx: ctx, conn: conn}
@@ -124,47 +140,47 @@ func transfer(ctx context.Context, addr, origin, tsigName, secret string, q *dns
 	q.SetTsig(tsigName, dns.HmacSHA256, tsigFudge, time.Now().Unix())
 	wire, macHex, err := dns.TsigGenerate(q, secret, "", false)
 	if err != nil {
-		return nil, fmt.Errorf("sign %s query: %w", dns.TypeToString[q.Question[0].Qtype], err)
+		return fmt.Errorf("sign %s query: %w", dns.TypeToString[q.Question[0].Qtype], err)
 	}
 	reqMAC, _ := hex.DecodeString(macHex)
 	dl.next()
 	if err := writeMsg(conn, wire); err != nil {
-		return nil, ctxErr(ctx, fmt.Errorf("send %s query: %w", dns.TypeToString[q.Question[0].Qtype], err))
+		return ctxErr(ctx, fmt.Errorf("send %s query: %w", dns.TypeToString[q.Question[0].Qtype], err))
 	}
 
 	stream := newTSIGStream(tsigName, rawSecret, reqMAC)
 	var (
-		rrs  []dns.RR
+		n    int // records so far
 		open *dns.SOA
 		msgs int
 	)
-	progress := func() string { return fmt.Sprintf("after %d records in %d messages", len(rrs), msgs) }
+	progress := func() string { return fmt.Sprintf("after %d records in %d messages", n, msgs) }
 	for {
 		dl.next()
 		raw, err := readMsg(conn)
 		if err != nil {
 			if err := ctxErr(ctx, err); errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				return nil, fmt.Errorf("%w %s", err, progress())
+				return fmt.Errorf("%w %s", err, progress())
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return nil, fmt.Errorf("%w: no message from the primary for %v %s", ErrTruncated, idleTimeout, progress())
+				return fmt.Errorf("%w: no message from the primary for %v %s", ErrTruncated, idleTimeout, progress())
 			}
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				if msgs == 0 {
-					return nil, fmt.Errorf("%w: connection closed before any answer", ErrEmptyTransfer)
+					return fmt.Errorf("%w: connection closed before any answer", ErrEmptyTransfer)
 				}
-				return nil, fmt.Errorf("%w: connection closed %s, before the closing SOA", ErrTruncated, progress())
+				return fmt.Errorf("%w: connection closed %s, before the closing SOA", ErrTruncated, progress())
 			}
-			return nil, fmt.Errorf("read %s: %w", progress(), err)
+			return fmt.Errorf("read %s: %w", progress(), err)
 		}
 		msgs++
 		m := new(dns.Msg)
 		if err := m.Unpack(raw); err != nil {
-			return nil, fmt.Errorf("%w: message %d: %v", ErrBadTransfer, msgs, err)
+			return fmt.Errorf("%w: message %d: %v", ErrBadTransfer, msgs, err)
 		}
 		if m.Id != q.Id || !m.Response || m.Opcode != dns.OpcodeQuery {
-			return nil, fmt.Errorf("%w: message %d is not an answer to our query (id %d, want %d)", ErrBadTransfer, msgs, m.Id, q.Id)
+			return fmt.Errorf("%w: message %d is not an answer to our query (id %d, want %d)", ErrBadTransfer, msgs, m.Id, q.Id)
 		}
 		if t := m.IsTsig(); m.Rcode != dns.RcodeSuccess && (t == nil || t.Error != dns.RcodeSuccess) {
 			// The usual refusal, unsigned (miekg, our zoneserve) or
@@ -175,50 +191,50 @@ func transfer(ctx context.Context, addr, origin, tsigName, secret string, q *dns
 			if t != nil {
 				why += ", TSIG " + dns.RcodeToString[int(t.Error)]
 			}
-			return nil, fmt.Errorf("%w: %s (check the TSIG key name and secret, and that the primary serves the zone to this address)",
+			return fmt.Errorf("%w: %s (check the TSIG key name and secret, and that the primary serves the zone to this address)",
 				ErrRefused, why)
 		}
 		signed, err := stream.verify(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%w: message %d: %v", ErrBadTSIG, msgs, err)
+			return fmt.Errorf("%w: message %d: %v", ErrBadTSIG, msgs, err)
 		}
 		if m.Rcode != dns.RcodeSuccess {
-			return nil, fmt.Errorf("%w: %s %s", ErrRefused, dns.RcodeToString[m.Rcode], progress())
+			return fmt.Errorf("%w: %s %s", ErrRefused, dns.RcodeToString[m.Rcode], progress())
 		}
 		if m.Truncated {
-			return nil, fmt.Errorf("%w: message %d has the TC bit set", ErrTruncated, msgs)
+			return fmt.Errorf("%w: message %d has the TC bit set", ErrTruncated, msgs)
 		}
 		if msgs == 1 && len(m.Question) > 0 {
 			qq := m.Question[0]
 			if qq.Qtype != q.Question[0].Qtype || dns.CanonicalName(qq.Name) != origin {
-				return nil, fmt.Errorf("%w: answer is for %s %s", ErrBadTransfer, qq.Name, dns.TypeToString[qq.Qtype])
+				return fmt.Errorf("%w: answer is for %s %s", ErrBadTransfer, qq.Name, dns.TypeToString[qq.Qtype])
 			}
 		}
 		if msgs == 1 && len(m.Answer) == 0 {
-			return nil, fmt.Errorf("%w: first message has no records", ErrEmptyTransfer)
+			return fmt.Errorf("%w: first message has no records", ErrEmptyTransfer)
 		}
 		for i, rr := range m.Answer {
 			if open == nil {
 				soa, isSOA := rr.(*dns.SOA)
 				if !isSOA || dns.CanonicalName(soa.Hdr.Name) != origin {
-					return nil, fmt.Errorf("%w: transfer starts with %q, not the SOA of %s", ErrBadTransfer, rr.String(), origin)
+					return fmt.Errorf("%w: transfer starts with %q, not the SOA of %s", ErrBadTransfer, rr.String(), origin)
 				}
 				open = soa
 			}
-			rrs = append(rrs, rr)
+			n++
 			last := i == len(m.Answer)-1
-			done, err := complete(rrs, last)
+			done, err := step(rr, last)
 			switch {
 			case err != nil:
-				return nil, err
+				return err
 			case !done:
 				continue
 			case !last:
-				return nil, fmt.Errorf("%w: %d records after the closing SOA", ErrBadTransfer, len(m.Answer)-1-i)
+				return fmt.Errorf("%w: %d records after the closing SOA", ErrBadTransfer, len(m.Answer)-1-i)
 			case !signed:
-				return nil, fmt.Errorf("%w: message %d: the last message is not signed", ErrBadTSIG, msgs)
+				return fmt.Errorf("%w: message %d: the last message is not signed", ErrBadTSIG, msgs)
 			}
-			return rrs, nil
+			return nil
 		}
 	}
 }

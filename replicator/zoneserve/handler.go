@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -113,16 +114,27 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 			records, how = len(seq), fmt.Sprintf("incremental from %d", have.Serial)
 		}
 	}
-	if envs == nil {
-		envs = envelopes(z)
-	}
-
 	start := time.Now()
-	ch := make(chan *dns.Envelope, len(envs))
-	for _, e := range envs {
-		ch <- e
+	var (
+		ch       chan *dns.Envelope
+		messages = new(atomic.Int64)
+	)
+	if envs == nil {
+		// The whole zone, decoded a few messages ahead of the socket:
+		// a million-delegation zone decoded at once would be gigabytes
+		// per transfer.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ch = streamEnvelopes(ctx, z, messages)
+	} else {
+		c := make(chan *dns.Envelope, len(envs))
+		for _, e := range envs {
+			c <- e
+		}
+		close(c)
+		ch = c
+		messages.Store(int64(len(envs)))
 	}
-	close(ch)
 	// z is this transfer's snapshot: SetZone swaps the map, never z.
 	if err := new(dns.Transfer).Out(w, req, ch); err != nil {
 		s.log.Warn("transfer out failed", "from", from.String(), "type", kind, "zone", z.Origin,
@@ -131,7 +143,7 @@ func (s *Server) serveTransfer(w dns.ResponseWriter, req *dns.Msg, q dns.Questio
 		return
 	}
 	s.log.Info("transfer out", "from", from.String(), "type", kind, "answer", how, "zone", z.Origin, "serial", z.Serial,
-		"key", req.IsTsig().Hdr.Name, "records", records, "messages", len(envs), "duration", time.Since(start))
+		"key", req.IsTsig().Hdr.Name, "records", records, "messages", messages.Load(), "duration", time.Since(start))
 }
 
 // ixfr is the RFC 1995 §4 answer taking a client from serial have to z in
@@ -161,33 +173,63 @@ func (s *Server) ixfr(z *zone.Zone, have uint32, from netip.AddrPort) []dns.RR {
 	return append(seq, soa)
 }
 
-// envelopes splits SOA, records..., SOA into messages (RFC 5936 §2.2).
-func envelopes(z *zone.Zone) []*dns.Envelope {
-	rrs := make([]dns.RR, 0, z.Len()+1)
-	for _, rr := range z.All() {
-		rrs = append(rrs, rr)
-	}
-	return packEnvelopes(append(rrs, z.RR(0)))
+// streamEnvelopes sends SOA, records..., SOA (RFC 5936 §2.2) in messages on a channel, built as the
+// transfer takes them, until ctx ends; n counts the messages.
+func streamEnvelopes(ctx context.Context, z *zone.Zone, n *atomic.Int64) chan *dns.Envelope {
+	ch := make(chan *dns.Envelope, 4)
+	go func() {
+		defer close(ch)
+		send := func(e *dns.Envelope) bool {
+			select {
+			case ch <- e:
+				n.Add(1)
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		var p packer
+		for i := 0; i <= z.Len(); i++ {
+			if e := p.add(z.RR(i % z.Len())); e != nil && !send(e) {
+				return
+			}
+		}
+		send(p.cur)
+	}()
+	return ch
 }
 
 // packEnvelopes splits a transfer's records into messages.
 func packEnvelopes(rrs []dns.RR) []*dns.Envelope {
 	var out []*dns.Envelope
-	cur := &dns.Envelope{}
-	size := 0
-	add := func(rr dns.RR) {
-		n := dns.Len(rr)
-		if len(cur.RR) > 0 && (len(cur.RR) == maxEnvelopeRRs || size+n > maxEnvelopeBytes) {
-			out = append(out, cur)
-			cur, size = &dns.Envelope{}, 0
-		}
-		cur.RR = append(cur.RR, rr)
-		size += n
-	}
+	var p packer
 	for _, rr := range rrs {
-		add(rr)
+		if e := p.add(rr); e != nil {
+			out = append(out, e)
+		}
 	}
-	return append(out, cur)
+	return append(out, p.cur)
+}
+
+// packer fills messages up to the size and record limits.
+type packer struct {
+	cur  *dns.Envelope
+	size int
+}
+
+// add puts rr in the current message, returning the previous one when rr
+// did not fit.
+func (p *packer) add(rr dns.RR) (full *dns.Envelope) {
+	if p.cur == nil {
+		p.cur = &dns.Envelope{}
+	}
+	n := dns.Len(rr)
+	if len(p.cur.RR) > 0 && (len(p.cur.RR) == maxEnvelopeRRs || p.size+n > maxEnvelopeBytes) {
+		full, p.cur, p.size = p.cur, &dns.Envelope{}, 0
+	}
+	p.cur.RR = append(p.cur.RR, rr)
+	p.size += n
+	return full
 }
 
 func (s *Server) serveNotify(w dns.ResponseWriter, req *dns.Msg, q dns.Question, signed bool, from netip.AddrPort) {
