@@ -18,7 +18,9 @@ package gates
 
 import (
 	"context"
+	"encoding/hex"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -231,6 +233,210 @@ func nsecStillValid(ix *Index, d *indexDiff) bool {
 	}
 	for name := range d.names {
 		if !degree(name) {
+			return false
+		}
+	}
+	return true
+}
+
+// nsec3StillValid is nsecStillValid for a zone with one NSEC3 chain (and
+// no NSEC): the ring of hashed owners is proven one ordered cycle the same
+// way, in hash order, and every name that changed has the NSEC3 its hash
+// calls for with the right bitmap, or none when it no longer needs one. A
+// changed NSEC3 record that keeps its bitmap keeps matching the name it
+// matched. It gives up (the full check decides) on anything it cannot
+// settle from the changed names alone: another NSEC3PARAM, records with
+// other parameters, an empty non-terminal appearing or going, an insecure
+// delegation left without its own NSEC3, opt-out flags not uniform.
+func nsec3StillValid(ix *Index, d *indexDiff) bool {
+	prev := ix.previous
+	origin := ix.Origin()
+	pa, pb := ix.Apex().Set(dns.TypeNSEC3PARAM), prev.Apex().Set(dns.TypeNSEC3PARAM)
+	if pa == nil || pb == nil || len(pa.Records()) != 1 || !sameRecords(ix, pa, prev, pb) {
+		return false
+	}
+	param, ok := ix.RR(pa.Records()[0]).(*dns.NSEC3PARAM)
+	if !ok || param.Flags != 0 || param.Hash != dns.SHA1 {
+		return false
+	}
+	salt, err := hex.DecodeString(saltHex(param.Salt))
+	if err != nil {
+		return false
+	}
+	// Opt-out on every record or on none: then an opted-out name's
+	// covering record has the flag whichever record covers it now.
+	uniform := prev.nsec3OptOut == 0 || prev.nsec3OptOut == prev.nsec3Count
+	if !uniform {
+		return false
+	}
+	optOut := prev.nsec3OptOut > 0
+	record := func(x *Index, n *Node) (*dns.NSEC3, bool) {
+		s := n.Set(dns.TypeNSEC3)
+		if s == nil || len(s.Records()) != 1 || parentName(n.Name) != origin {
+			return nil, false
+		}
+		r, ok := x.RR(s.Records()[0]).(*dns.NSEC3)
+		if !ok || r.Hash != param.Hash || r.Iterations != param.Iterations || !strings.EqualFold(saltHex(r.Salt), saltHex(param.Salt)) {
+			return nil, false
+		}
+		return r, true
+	}
+	member := func(n *Node) bool { return n != nil && !n.Below && !n.NSEC3Owner && len(n.Sets) > 0 }
+
+	// The ring: in-degree and backward steps, as for NSEC, over hashes.
+	in := map[string]int{}
+	back := 0
+	edge := func(x *Index, n *Node, sign int) bool {
+		r, ok := record(x, n)
+		if !ok {
+			return false
+		}
+		from, to := strings.ToLower(firstLabel(n.Name)), strings.ToLower(r.NextDomain)
+		if sign > 0 && optOut != (r.Flags&1 != 0) {
+			return false
+		}
+		in[to] += sign
+		if from >= to {
+			back += sign
+		}
+		return true
+	}
+	ring := map[string]bool{} // hashes whose ring membership may have changed
+	// Names (not hashed owners) that changed, by their hash.
+	type named struct{ now, before *Node }
+	byHash := map[string]named{}
+	hashOf := func(name string) (string, bool) {
+		h, err := nsec3Hash(name, param.Iterations, salt)
+		return h, err == nil
+	}
+	for _, n := range d.changed {
+		if p := prev.Node(n.Name); p != nil && p.NSEC3Owner && !edge(prev, p, -1) {
+			return false
+		}
+		if n.NSEC3Owner {
+			if !edge(ix, n, +1) {
+				return false
+			}
+			ring[strings.ToLower(firstLabel(n.Name))] = true
+			continue
+		}
+		h, ok := hashOf(n.Name)
+		if !ok {
+			return false
+		}
+		byHash[h] = named{now: n, before: prev.Node(n.Name)}
+	}
+	for _, p := range d.gone {
+		if p.NSEC3Owner {
+			if !edge(prev, p, -1) {
+				return false
+			}
+			ring[strings.ToLower(firstLabel(p.Name))] = true
+			continue
+		}
+		h, ok := hashOf(p.Name)
+		if !ok {
+			return false
+		}
+		byHash[h] = named{before: p}
+	}
+	if back != 0 {
+		return false
+	}
+	owner := func(x *Index, h string) *Node {
+		if n := x.Node(h + "." + origin); n != nil && n.NSEC3Owner {
+			return n
+		}
+		return nil
+	}
+	for h := range in {
+		ring[h] = true
+	}
+	for h := range ring {
+		before, want := 0, 0
+		if owner(prev, h) != nil {
+			before = 1
+		}
+		if owner(ix, h) != nil {
+			want = 1
+		}
+		if before+in[h] != want {
+			return false
+		}
+	}
+
+	// Each changed name: no empty non-terminal appears or goes above it,
+	// and it has the NSEC3 it needs (with its bitmap) or none.
+	var buf []uint16
+	for h, c := range byHash {
+		for _, n := range []*Node{c.now, c.before} {
+			if n == nil {
+				continue
+			}
+			for p := parentName(n.Name); p != "" && strictlyUnder(p, origin); p = parentName(p) {
+				if !member(ix.Node(p)) || !member(prev.Node(p)) {
+					if a, b := ix.Node(p), prev.Node(p); a == nil || b == nil || a.Below != b.Below {
+						return false
+					}
+				}
+			}
+		}
+		o := owner(ix, h)
+		switch {
+		case !member(c.now):
+			if o != nil {
+				return false // an NSEC3 for a name that is gone
+			}
+		case o == nil:
+			return false // missing, or opted out: let the full check judge the cover
+		default:
+			r, ok := record(ix, o)
+			if buf = expectedTypes(c.now, buf); !ok || !sameTypes(r.TypeBitMap, buf) {
+				return false
+			}
+		}
+	}
+	// Each changed hashed owner: its bitmap is what it was (it still
+	// matches the name it matched), or it belongs to a changed name
+	// checked above.
+	for h := range ring {
+		o := owner(ix, h)
+		if o == nil {
+			if _, ok := byHash[h]; !ok {
+				return false // an NSEC3 went, and its name did not change
+			}
+			continue
+		}
+		if _, ok := byHash[h]; ok {
+			continue
+		}
+		p := owner(prev, h)
+		if p == nil {
+			return false // a new NSEC3 for no changed name
+		}
+		r, ok1 := record(ix, o)
+		q, ok2 := record(prev, p)
+		if !ok1 || !ok2 || !slices.Equal(r.TypeBitMap, q.TypeBitMap) {
+			return false
+		}
+	}
+	// Records at changed hashed owners not in the ring map (unchanged
+	// in-degree, changed content): same bitmap rule.
+	for _, n := range d.changed {
+		if !n.NSEC3Owner {
+			continue
+		}
+		h := strings.ToLower(firstLabel(n.Name))
+		if _, ok := byHash[h]; ok {
+			continue
+		}
+		p := owner(prev, h)
+		r, ok1 := record(ix, n)
+		if p == nil || !ok1 {
+			return false
+		}
+		q, ok2 := record(prev, p)
+		if !ok2 || !slices.Equal(r.TypeBitMap, q.TypeBitMap) {
 			return false
 		}
 	}

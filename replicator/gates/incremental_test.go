@@ -141,11 +141,25 @@ func findings(rep Report) []string {
 // as sibling glue removed). The next version is built both by parsing and
 // with zone.Apply from the difference, which must agree.
 func TestIncrementalMatchesFull(t *testing.T) {
+	for _, chain := range []struct {
+		name string
+		opts zonesign.Options
+	}{
+		{"NSEC", zonesign.Options{}},
+		{"NSEC3", zonesign.Options{NSEC3: true}},
+		{"NSEC3 opt-out", zonesign.Options{NSEC3: true, OptOut: true}},
+	} {
+		t.Run(chain.name, func(t *testing.T) { incrementalMatchesFull(t, chain.opts) })
+	}
+}
+
+func incrementalMatchesFull(t *testing.T, chainOpts zonesign.Options) {
 	const n = 160
 	ksk, zsk := testKeys(t, dns.ECDSAP256SHA256)
 	keys := []*zonesign.Key{ksk, zsk}
 	now := time.Now()
-	opts := zonesign.Options{Inception: now.Add(-time.Hour), Expiration: now.Add(14 * 24 * time.Hour)}
+	opts := chainOpts
+	opts.Inception, opts.Expiration = now.Add(-time.Hour), now.Add(14*24*time.Hour)
 	snap := zonegen.Snapshot{Glue: map[string][]netip.Addr{}}
 	for i := range n {
 		snap.Delegations = append(snap.Delegations, incDelegation(&snap, i, 0))
@@ -162,6 +176,7 @@ func TestIncrementalMatchesFull(t *testing.T) {
 
 	r := rand.New(rand.NewPCG(5, 6))
 	var passed, refused int
+	proven := chainsProven.Load()
 	for round := range 40 {
 		next := zonegen.Snapshot{Glue: map[string][]netip.Addr{}}
 		removed := map[int]bool{}
@@ -188,7 +203,8 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			next = snap // only the serial moves; checked later (below)
 		}
 		// New signatures run later than the kept ones, as a signer's do.
-		later := zonesign.Options{Inception: opts.Inception, Expiration: now.Add(30 * 24 * time.Hour)}
+		later := chainOpts
+		later.Inception, later.Expiration = opts.Inception, now.Add(30*24*time.Hour)
 		rrs := signAs(t, next, 101, baseRRs, keys, later)
 
 		// Breakage, one kind per round in most rounds.
@@ -212,12 +228,25 @@ func TestIncrementalMatchesFull(t *testing.T) {
 					break
 				}
 			}
-		case 2: // an NSEC pointing past its successor
+		case 2: // an NSEC or NSEC3 pointing past its successor
 			for i, rr := range rrs {
 				if x, ok := rr.(*dns.NSEC); ok && strings.HasPrefix(x.Hdr.Name, "d0") && r.IntN(8) == 0 {
 					c := dns.Copy(x).(*dns.NSEC)
 					c.NextDomain = "zzz.test."
 					rrs[i], what = c, "NSEC at "+x.Hdr.Name+" skips"
+					break
+				}
+				if x, ok := rr.(*dns.NSEC3); ok && r.IntN(8) == 0 {
+					c := dns.Copy(x).(*dns.NSEC3)
+					c.NextDomain = "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"
+					rrs[i], what = c, "NSEC3 at "+x.Hdr.Name+" skips"
+					break
+				}
+			}
+		case 5: // an NSEC3 record gone
+			for i, rr := range rrs {
+				if x, ok := rr.(*dns.NSEC3); ok && r.IntN(8) == 0 {
+					rrs, what = slices.Delete(rrs, i, i+1), "NSEC3 at "+x.Hdr.Name+" dropped"
 					break
 				}
 			}
@@ -246,6 +275,16 @@ func TestIncrementalMatchesFull(t *testing.T) {
 			t.Fatalf("round %d (%s): Apply: %v", round, what, err)
 		}
 		if applied.Digest != parsed.Digest {
+			dd, da := zone.Diff(parsed, applied)
+			t.Logf("applied minus parsed: -%v +%v; names %d vs %d, records %d vs %d", dd, da, applied.Names(), parsed.Names(), applied.Len(), parsed.Len())
+			for k := 0; k < min(applied.Names(), parsed.Names()); k++ {
+				a, s1, e1 := applied.Name(k)
+				b, s2, e2 := parsed.Name(k)
+				if a != b || e1-s1 != e2-s2 {
+					t.Logf("name %d: %q [%d,%d) vs %q [%d,%d)", k, a, s1, e1, b, s2, e2)
+					break
+				}
+			}
 			t.Fatalf("round %d (%s): Apply gives digest %s, the parse %s", round, what, applied.Digest, parsed.Digest)
 		}
 		at := now
@@ -266,5 +305,8 @@ func TestIncrementalMatchesFull(t *testing.T) {
 	}
 	if passed < 5 || refused < 5 {
 		t.Errorf("%d rounds passed, %d refused: the test did not exercise both", passed, refused)
+	}
+	if p := chainsProven.Load() - proven; p < int64(passed)/2 {
+		t.Errorf("the chain was proven incrementally in %d rounds of %d that passed: the incremental proof is given up on", p, passed)
 	}
 }

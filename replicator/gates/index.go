@@ -34,6 +34,8 @@ type Index struct {
 	sigs    int     // RRSIG records inside the zone
 	cnames  []*Node // the nodes with a CNAME
 	dsCuts  int     // delegation points, not occluded, with DS
+	// NSEC3 records, and those with the opt-out flag (read from the wire)
+	nsec3Count, nsec3OptOut int
 
 	previous, published *Index
 	diff                *indexDiff // what differs from previous, for an incremental check; nil for a full one
@@ -198,6 +200,14 @@ func NewIndex(z *zone.Zone) *Index {
 	for _, n := range ix.list {
 		if n.Has(dns.TypeCNAME) {
 			ix.cnames = append(ix.cnames, n)
+		}
+		if s := n.Set(dns.TypeNSEC3); s != nil {
+			for _, i := range s.Records() {
+				ix.nsec3Count++
+				if raw := z.Raw(int(i)); len(raw) > 11 && raw[11]&1 != 0 { // RDATA: hash algorithm, flags
+					ix.nsec3OptOut++
+				}
+			}
 		}
 		// Only names two or more labels below the apex can be below a cut.
 		for p := parentName(n.Name); p != "" && strictlyUnder(p, ix.origin); p = parentName(p) {

@@ -96,7 +96,16 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 			}
 			rrs = slices.Delete(rrs, i, i+1)
 		}
-		rrs = append(rrs, c.add...)
+		for _, rr := range c.add {
+			// As it will read back from storage: the text (and so the
+			// digest) must be the stored record's, whatever spelling
+			// the difference used (a hash in lower case, say).
+			n, err := roundTrip(rr, k)
+			if err != nil {
+				return nil, fmt.Errorf("zone %s: %w", prev.Origin, err)
+			}
+			rrs = append(rrs, n)
+		}
 		if len(rrs) == 0 {
 			done = append(done, touched{key: k, gone: true})
 			continue
@@ -326,4 +335,15 @@ func (z *Zone) compactIfSparse() {
 		cur = append(cur, r...)
 	}
 	z.arenas, z.refs = append(arenas, cur), refs
+}
+
+// roundTrip is rr as the zone stores and returns it: packed, owner-less,
+// and decoded under the owner name key.
+func roundTrip(rr dns.RR, key string) (dns.RR, error) {
+	buf := make([]byte, dns.Len(rr)+1)
+	end, err := dns.PackRR(rr, buf, 0, nil, false)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s record cannot be encoded for the wire: %w", rr.Header().Name, typeName(rr.Header().Rrtype), err)
+	}
+	return unpackAt(buf[:end], skipName(buf[:end], 0), key)
 }
