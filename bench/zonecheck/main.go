@@ -44,17 +44,18 @@ func main() {
 	n := flag.Int("n", 100000, "delegations in the base version")
 	changes := flag.Int("changes", 1000, "delegations that differ in the next version (a third removed, a third added, a third with new NS)")
 	dir := flag.String("dir", "", "output directory (required)")
+	nsec3 := flag.Bool("nsec3", false, "sign with NSEC3 and opt-out (as many TLDs do) instead of NSEC")
 	flag.Parse()
 	if *dir == "" || *n < 10 || *changes < 0 || *changes > *n/2 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*dir, *n, *changes); err != nil {
+	if err := run(*dir, *n, *changes, zonesign.Options{NSEC3: *nsec3, OptOut: *nsec3}); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(dir string, n, changes int) error {
+func run(dir string, n, changes int, opts zonesign.Options) error {
 	if err := os.MkdirAll(filepath.Join(dir, "keys"), 0o700); err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func run(dir string, n, changes int) error {
 	}
 	keys := []*zonesign.Key{ksk, zsk}
 	now := time.Now().Truncate(time.Hour)
-	opts := zonesign.Options{Inception: now.Add(-time.Hour), Expiration: now.Add(14 * 24 * time.Hour)}
+	opts.Inception, opts.Expiration = now.Add(-time.Hour), now.Add(14*24*time.Hour)
 
 	base := snapshot(n)
 	next := change(base, n, changes)

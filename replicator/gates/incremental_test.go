@@ -209,9 +209,12 @@ func incrementalMatchesFull(t *testing.T, chainOpts zonesign.Options) {
 
 		// Breakage, one kind per round in most rounds.
 		what := "good"
-		k := r.IntN(9)
-		if clock {
+		k := r.IntN(10)
+		switch {
+		case clock:
 			k = -1
+		case round%10 == 3:
+			k = 6 // every chain kind meets this one
 		}
 		switch k {
 		case 0: // glue deleted (glue is not signed)
@@ -243,6 +246,9 @@ func incrementalMatchesFull(t *testing.T, chainOpts zonesign.Options) {
 					break
 				}
 			}
+		case 6: // an insecure delegation added outside the chain
+			rr, _ := dns.NewRR(fmt.Sprintf("new%d.test. 86400 IN NS ns1.h1.example.", round))
+			rrs, what = append(rrs, rr), "delegation added outside the chain"
 		case 5: // an NSEC3 record gone
 			for i, rr := range rrs {
 				if x, ok := rr.(*dns.NSEC3); ok && r.IntN(8) == 0 {
