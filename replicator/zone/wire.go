@@ -87,6 +87,11 @@ func newPieceBuilder(sizeHint int) *pieceBuilder {
 // names the record: one that cannot be put on the wire cannot be served.
 func (b *pieceBuilder) add(rr dns.RR, line int) error {
 	h := rr.Header()
+	if h.Name == "" {
+		// miekg packs an empty owner as nothing at all, not even the
+		// root: there would be no owner to file the record under.
+		return fmt.Errorf("%s record has no owner name", typeName(h.Rrtype))
+	}
 	p := &b.p
 	id := b.lastID
 	if len(p.offs) == 0 || h.Name != b.lastName {
@@ -117,6 +122,9 @@ func (b *pieceBuilder) add(rr dns.RR, line int) error {
 	}
 	// The owner is the name the record is filed under: dropped.
 	n := skipName(p.arena[:end], off) - off
+	if rest := end - off - n; rest < 10 || int(binary.BigEndian.Uint16(p.arena[:end][off+n+8:]))+10 != rest {
+		return fmt.Errorf("%s %s record does not pack as a record", h.Name, typeName(h.Rrtype))
+	}
 	copy(p.arena[off:end], p.arena[off+n:end])
 	p.arena = p.arena[:end-n]
 	if h.Rrtype == dns.TypeSOA {
