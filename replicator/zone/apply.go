@@ -2,6 +2,7 @@ package zone
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -340,10 +341,17 @@ func (z *Zone) compactIfSparse() {
 // roundTrip is rr as the zone stores and returns it: packed, owner-less,
 // and decoded under the owner name key.
 func roundTrip(rr dns.RR, key string) (dns.RR, error) {
+	if rr.Header().Name == "" {
+		return nil, fmt.Errorf("%s record has no owner name", typeName(rr.Header().Rrtype))
+	}
 	buf := make([]byte, dns.Len(rr)+1)
 	end, err := dns.PackRR(rr, buf, 0, nil, false)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s record cannot be encoded for the wire: %w", rr.Header().Name, typeName(rr.Header().Rrtype), err)
 	}
-	return unpackAt(buf[:end], skipName(buf[:end], 0), key)
+	off := skipName(buf[:end], 0)
+	if end-off < 10 || int(binary.BigEndian.Uint16(buf[off+8:]))+10 != end-off {
+		return nil, fmt.Errorf("%s %s record does not pack as a record", rr.Header().Name, typeName(rr.Header().Rrtype))
+	}
+	return unpackAt(buf[:end], off, key)
 }

@@ -195,3 +195,16 @@ func TestApplyCompacts(t *testing.T) {
 		t.Errorf("wire size %d, a fresh build says %d", z.wire, want.wire)
 	}
 }
+
+// A difference with a record that has no owner is refused, not packed
+// into garbage.
+func TestApplyRefusesOwnerless(t *testing.T) {
+	base, err := Parse(stringsReader("test. 3600 IN SOA ns. host. 1 2 3 4 5\ntest. 3600 IN NS ns.example.\n"), "b", "test.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &dns.A{Hdr: dns.RR_Header{Name: "", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: []byte{192, 0, 2, 1}}
+	if _, err := Apply(base, nil, []dns.RR{a}); err == nil {
+		t.Fatal("a record without an owner name was applied")
+	}
+}
