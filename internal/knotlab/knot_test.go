@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -29,20 +28,11 @@ const (
 // a moment ago.
 func freePort(t *testing.T) netip.AddrPort {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := l.Addr().(*net.TCPAddr).AddrPort()
-		l.Close()
-		if u, err := net.ListenPacket("udp", ap.String()); err == nil {
-			u.Close()
-			return ap
-		}
+	ap, err := portcheck.Loopback()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port for TCP and UDP")
-	return netip.AddrPort{}
+	return ap
 }
 
 // waitSerial polls the server's SOA until it is want or the deadline.

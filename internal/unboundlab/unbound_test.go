@@ -31,20 +31,11 @@ const (
 // a moment ago.
 func freeAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := l.Addr().(*net.TCPAddr).AddrPort()
-		l.Close()
-		if u, err := net.ListenPacket("udp", ap.String()); err == nil {
-			u.Close()
-			return ap
-		}
+	ap, err := portcheck.Loopback()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port for TCP and UDP")
-	return netip.AddrPort{}
+	return ap
 }
 
 // records is a small registry-shaped zone. Every address in it is on

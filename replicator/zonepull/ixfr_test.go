@@ -3,7 +3,6 @@ package zonepull_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"syscall"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/portcheck"
 
 	"github.com/regdr/regdr/internal/knotlab"
 	"github.com/regdr/regdr/internal/zonesign"
@@ -172,18 +173,9 @@ func TestPullIXFRFromKnot(t *testing.T) {
 
 func freeAddr(t *testing.T) netip.AddrPort {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := l.Addr().(*net.TCPAddr).AddrPort()
-		l.Close()
-		if u, err := net.ListenPacket("udp", ap.String()); err == nil {
-			u.Close()
-			return ap
-		}
+	ap, err := portcheck.Loopback()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port for TCP and UDP")
-	return netip.AddrPort{}
+	return ap
 }

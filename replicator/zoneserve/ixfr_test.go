@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdr/regdr/internal/portcheck"
 
 	"github.com/regdr/regdr/internal/knotlab"
 	"github.com/regdr/regdr/replicator/zone"
@@ -75,20 +76,11 @@ func version(t *testing.T, serial uint32, n, drop int) *zone.Zone {
 
 func ixfrFreePort(t *testing.T) netip.AddrPort {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ap := l.Addr().(*net.TCPAddr).AddrPort()
-		l.Close()
-		if u, err := net.ListenPacket("udp", ap.String()); err == nil {
-			u.Close()
-			return ap
-		}
+	ap, err := portcheck.Loopback()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port for TCP and UDP")
-	return netip.AddrPort{}
+	return ap
 }
 
 func waitKnotSerial(ctx context.Context, addr string, want uint32) (uint32, error) {
