@@ -25,8 +25,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -89,7 +87,7 @@ func run(dir string, n, changes int, opts zonesign.Options) error {
 	if err != nil {
 		return err
 	}
-	kept := keepSignatures(baseRRs, nextRRs)
+	kept := zonesign.KeepSignatures(baseRRs, nextRRs)
 	log.Printf("next: %d delegations, %d records; %d RRSIGs kept from base in %s", len(next.Delegations), len(nextRRs), kept, time.Since(start).Round(time.Millisecond))
 	return zonesign.WriteFileAtomic(filepath.Join(dir, "next.zone"), nextRRs)
 }
@@ -158,61 +156,4 @@ func build(s zonegen.Snapshot, serial uint32, keys []*zonesign.Key, opts zonesig
 		return nil, fmt.Errorf("sign serial %d: %w", serial, err)
 	}
 	return signed, nil
-}
-
-// keepSignatures replaces, in next, the RRSIGs of every RRset whose
-// records are the same as in base by base's RRSIGs, as an incremental
-// signer would leave them, and returns how many it replaced.
-func keepSignatures(base, next []dns.RR) int {
-	type set struct {
-		data []string
-		sigs []dns.RR
-	}
-	key := func(name string, t uint16) string { return strings.ToLower(name) + "|" + dns.TypeToString[t] }
-	index := func(rrs []dns.RR) map[string]*set {
-		m := make(map[string]*set, len(rrs)/2)
-		get := func(k string) *set {
-			s := m[k]
-			if s == nil {
-				s = &set{}
-				m[k] = s
-			}
-			return s
-		}
-		for _, rr := range rrs {
-			if sig, ok := rr.(*dns.RRSIG); ok {
-				s := get(key(sig.Hdr.Name, sig.TypeCovered))
-				s.sigs = append(s.sigs, rr)
-				continue
-			}
-			s := get(key(rr.Header().Name, rr.Header().Rrtype))
-			s.data = append(s.data, rr.String())
-		}
-		return m
-	}
-	old := index(base)
-	cur := index(next)
-	replaced := 0
-	replacement := map[dns.RR]dns.RR{}
-	for k, s := range cur {
-		o := old[k]
-		if o == nil || len(o.sigs) != len(s.sigs) || len(s.sigs) == 0 {
-			continue
-		}
-		slices.Sort(o.data)
-		slices.Sort(s.data)
-		if !slices.Equal(o.data, s.data) {
-			continue
-		}
-		for i, sig := range s.sigs {
-			replacement[sig] = o.sigs[i]
-		}
-	}
-	for i, rr := range next {
-		if r, ok := replacement[rr]; ok {
-			next[i] = r
-			replaced++
-		}
-	}
-	return replaced
 }

@@ -511,14 +511,19 @@ func (a *Agent) fetch(ctx context.Context, addr, origin, name, secret string, cu
 // indexAgrees reports whether etcd's zone index has no other digest for
 // z's serial than z's own (no entry, or no etcd, agrees).
 func (a *Agent) indexAgrees(ctx context.Context, z *zone.Zone) bool {
+	v, found, err := a.indexed(ctx, z)
+	return err != nil || !found || v.Digest == z.Digest
+}
+
+// indexed is what etcd's zone index records for z's serial.
+func (a *Agent) indexed(ctx context.Context, z *zone.Zone) (v store.PublishedVersion, found bool, err error) {
 	if a.etcd == nil {
-		return true
+		return v, false, nil
 	}
 	c, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	var v store.PublishedVersion
-	_, found, err := store.GetJSON(c, a.etcd, a.keys.ZoneVersion(z.Origin, z.Serial), &v)
-	return err != nil || !found || v.Digest == z.Digest
+	_, found, err = store.GetJSON(c, a.etcd, a.keys.ZoneVersion(z.Origin, z.Serial), &v)
+	return v, found, err
 }
 
 // publishedAsIs reports whether the active site recorded exactly this
@@ -527,13 +532,7 @@ func (a *Agent) indexAgrees(ctx context.Context, z *zone.Zone) bool {
 // returning from an outage would otherwise judge it against its own stale
 // copy and block it. Every other gate still runs here.
 func (a *Agent) publishedAsIs(ctx context.Context, z *zone.Zone) bool {
-	if a.etcd == nil {
-		return false
-	}
-	c, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	var v store.PublishedVersion
-	_, found, err := store.GetJSON(c, a.etcd, a.keys.ZoneVersion(z.Origin, z.Serial), &v)
+	v, found, err := a.indexed(ctx, z)
 	return err == nil && found && v.Digest == z.Digest && v.Serial == z.Serial
 }
 

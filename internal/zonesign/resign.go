@@ -2,6 +2,7 @@ package zonesign
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,4 +71,59 @@ func ResignSOA(rrs []dns.RR, origin string, keys []*Key, serial uint32, now time
 		out = append(out, sig)
 	}
 	return out, nil
+}
+
+// KeepSignatures makes next look signed the way an incremental signer
+// signs a new version: every RRset whose records (text, TTL included) are
+// the same as in base keeps base's RRSIGs in place of next's fresh ones,
+// except at the owner names in resign. It returns how many it replaced.
+// The benchmarks and tests use it to build realistic next versions, where
+// only what changed carries new signatures.
+func KeepSignatures(base, next []dns.RR, resign ...string) int {
+	type set struct {
+		data []string
+		sigs []int
+	}
+	skip := map[string]bool{}
+	for _, n := range resign {
+		skip[strings.ToLower(dns.Fqdn(n))] = true
+	}
+	index := func(rrs []dns.RR) map[string]*set {
+		m := make(map[string]*set, len(rrs)/2)
+		get := func(name string, t uint16) *set {
+			k := strings.ToLower(name) + "|" + dns.TypeToString[t]
+			if m[k] == nil {
+				m[k] = &set{}
+			}
+			return m[k]
+		}
+		for i, rr := range rrs {
+			if sig, ok := rr.(*dns.RRSIG); ok {
+				s := get(sig.Hdr.Name, sig.TypeCovered)
+				s.sigs = append(s.sigs, i)
+				continue
+			}
+			s := get(rr.Header().Name, rr.Header().Rrtype)
+			s.data = append(s.data, rr.String())
+		}
+		return m
+	}
+	old, cur := index(base), index(next)
+	replaced := 0
+	for k, s := range cur {
+		o := old[k]
+		if o == nil || len(o.sigs) != len(s.sigs) || len(s.sigs) == 0 || skip[k[:strings.LastIndexByte(k, '|')]] {
+			continue
+		}
+		slices.Sort(o.data)
+		slices.Sort(s.data)
+		if !slices.Equal(o.data, s.data) {
+			continue
+		}
+		for i, si := range s.sigs {
+			next[si] = base[o.sigs[i]]
+			replaced++
+		}
+	}
+	return replaced
 }

@@ -136,7 +136,7 @@ func (g apexGate) checkNS(col *collector, ix *Index, n *Node) {
 		if !under(t, origin) {
 			continue // out of bailiwick: resolved elsewhere
 		}
-		if tn := ix.Node(t); tn != nil && (tn.Has(dns.TypeA) || tn.Has(dns.TypeAAAA)) {
+		if hasAddress(ix.Node(t)) {
 			continue
 		}
 		switch {

@@ -399,9 +399,9 @@ func nsec3StillValid(ix *Index, d *indexDiff) bool {
 			}
 		}
 	}
-	// Each changed hashed owner: its bitmap is what it was (it still
-	// matches the name it matched), or it belongs to a changed name
-	// checked above.
+	// Each changed or gone hashed owner (all are in ring): its bitmap
+	// is what it was (it still matches the name it matched), or it
+	// belongs to a changed name checked above.
 	for h := range ring {
 		o := owner(ix, h)
 		if o == nil {
@@ -420,26 +420,6 @@ func nsec3StillValid(ix *Index, d *indexDiff) bool {
 		r, ok1 := record(ix, o)
 		q, ok2 := record(prev, p)
 		if !ok1 || !ok2 || !slices.Equal(r.TypeBitMap, q.TypeBitMap) {
-			return false
-		}
-	}
-	// Records at changed hashed owners not in the ring map (unchanged
-	// in-degree, changed content): same bitmap rule.
-	for _, n := range d.changed {
-		if !n.NSEC3Owner {
-			continue
-		}
-		h := strings.ToLower(firstLabel(n.Name))
-		if _, ok := byHash[h]; ok {
-			continue
-		}
-		p := owner(prev, h)
-		r, ok1 := record(ix, n)
-		if p == nil || !ok1 {
-			return false
-		}
-		q, ok2 := record(prev, p)
-		if !ok2 || !slices.Equal(r.TypeBitMap, q.TypeBitMap) {
 			return false
 		}
 	}

@@ -2,7 +2,6 @@ package zone
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -75,6 +74,7 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 		counts[t] = n
 	}
 	origin := NameKey(prev.Origin)
+	dead := 0 // bytes of prev's records the touched names replace
 	for _, k := range keys {
 		c := changes[k]
 		var rrs []dns.RR
@@ -82,9 +82,11 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 			_, s, e := prev.Name(pk)
 			if k == origin {
 				rrs = append(rrs, prev.RR(0))
+				dead += len(prev.Raw(0))
 			}
 			for i := s; i < e; i++ {
 				rrs = append(rrs, prev.RR(i))
+				dead += len(prev.Raw(i))
 			}
 		}
 		for _, rr := range rrs {
@@ -117,7 +119,7 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 		}
 		lines := make([]line, 0, len(rrs))
 		for _, rr := range rrs {
-			lines = append(lines, line{canonicalText(rr), rr})
+			lines = append(lines, line{CanonicalText(rr), rr})
 		}
 		slices.SortStableFunc(lines, func(a, b line) int { return strings.Compare(a.text, b.text) })
 		t := touched{key: k, start: b.p.len(), soa: -1}
@@ -206,18 +208,7 @@ func Apply(prev *Zone, del, add []dns.RR) (*Zone, error) {
 		return nil, fmt.Errorf("zone %s: %w after the difference", prev.Origin, ErrNoSOA)
 	}
 	z.Digest = digestOf(z.nameHash)
-	z.wire = prev.wire + len(p.arena)
-	for _, k := range keys {
-		if pk, ok := prev.FindName(k); ok {
-			_, s, e := prev.Name(pk)
-			for i := s; i < e; i++ {
-				z.wire -= len(prev.Raw(i))
-			}
-			if k == origin {
-				z.wire -= len(prev.Raw(0))
-			}
-		}
-	}
+	z.wire = prev.wire - dead + len(p.arena)
 	z.compactIfSparse()
 	var ok bool
 	if z.apex, ok = z.FindName(origin); !ok {
@@ -243,14 +234,10 @@ func sameData(a, b dns.RR) bool {
 	if ha.Rrtype != hb.Rrtype || ha.Class != hb.Class || !strings.EqualFold(ha.Name, hb.Name) {
 		return false
 	}
-	x, y := make([]byte, dns.Len(a)+1), make([]byte, dns.Len(b)+1)
-	na, err1 := dns.PackRR(a, x, 0, nil, false)
-	nb, err2 := dns.PackRR(b, y, 0, nil, false)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	ra, rb := x[skipName(x[:na], 0)+8:na], y[skipName(y[:nb], 0)+8:nb] // RDLENGTH and RDATA
-	return string(ra) == string(rb)
+	x, err1 := appendOwnerless(nil, a)
+	y, err2 := appendOwnerless(nil, b)
+	// RDLENGTH and RDATA: past type, class and TTL
+	return err1 == nil && err2 == nil && string(x[8:]) == string(y[8:])
 }
 
 // Diff is the difference that takes a to b, as IXFR carries it (the SOAs
@@ -341,17 +328,9 @@ func (z *Zone) compactIfSparse() {
 // roundTrip is rr as the zone stores and returns it: packed, owner-less,
 // and decoded under the owner name key.
 func roundTrip(rr dns.RR, key string) (dns.RR, error) {
-	if rr.Header().Name == "" {
-		return nil, fmt.Errorf("%s record has no owner name", typeName(rr.Header().Rrtype))
-	}
-	buf := make([]byte, dns.Len(rr)+1)
-	end, err := dns.PackRR(rr, buf, 0, nil, false)
+	b, err := appendOwnerless(nil, rr)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s record cannot be encoded for the wire: %w", rr.Header().Name, typeName(rr.Header().Rrtype), err)
+		return nil, err
 	}
-	off := skipName(buf[:end], 0)
-	if end-off < 10 || int(binary.BigEndian.Uint16(buf[off+8:]))+10 != end-off {
-		return nil, fmt.Errorf("%s %s record does not pack as a record", rr.Header().Name, typeName(rr.Header().Rrtype))
-	}
-	return unpackAt(buf[:end], off, key)
+	return unpackAt(b, 0, key)
 }

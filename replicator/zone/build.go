@@ -266,7 +266,7 @@ func (s *span) run(pieces []piece, names []string, start []int32, grouped []recR
 				s.err = fmt.Errorf("decode record: %w", err)
 				return
 			}
-			buf = append(buf, line{canonicalText(rr), ref})
+			buf = append(buf, line{CanonicalText(rr), ref})
 		}
 		// Stable: of two identical records the first in the input is
 		// kept (and its line reported).

@@ -87,11 +87,6 @@ func newPieceBuilder(sizeHint int) *pieceBuilder {
 // names the record: one that cannot be put on the wire cannot be served.
 func (b *pieceBuilder) add(rr dns.RR, line int) error {
 	h := rr.Header()
-	if h.Name == "" {
-		// miekg packs an empty owner as nothing at all, not even the
-		// root: there would be no owner to file the record under.
-		return fmt.Errorf("%s record has no owner name", typeName(h.Rrtype))
-	}
 	p := &b.p
 	id := b.lastID
 	if len(p.offs) == 0 || h.Name != b.lastName {
@@ -104,29 +99,12 @@ func (b *pieceBuilder) add(rr dns.RR, line int) error {
 		}
 		b.lastName, b.lastID = h.Name, id
 	}
-	if cap(p.arena)-len(p.arena) < maxRRWire {
-		grown := make([]byte, len(p.arena), max(2*cap(p.arena), len(p.arena)+2*maxRRWire))
-		copy(grown, p.arena)
-		p.arena = grown
-	}
 	off := len(p.arena)
-	end, err := dns.PackRR(rr, p.arena[:cap(p.arena)], off, nil, false)
+	arena, err := appendOwnerless(p.arena, rr)
 	if err != nil {
-		return fmt.Errorf("%s %s record cannot be encoded for the wire: %w", h.Name, typeName(h.Rrtype), err)
+		return err
 	}
-	if h.Rdlength == 0 && !emptyRdataAllowed(rr) { // PackRR set it
-		// miekg reads "name A" with nothing after it as a record with
-		// no RDATA (an UPDATE deletion): it cannot be served, and its
-		// text does not parse back.
-		return fmt.Errorf("%s %s record has no RDATA", h.Name, typeName(h.Rrtype))
-	}
-	// The owner is the name the record is filed under: dropped.
-	n := skipName(p.arena[:end], off) - off
-	if rest := end - off - n; rest < 10 || int(binary.BigEndian.Uint16(p.arena[:end][off+n+8:]))+10 != rest {
-		return fmt.Errorf("%s %s record does not pack as a record", h.Name, typeName(h.Rrtype))
-	}
-	copy(p.arena[off:end], p.arena[off+n:end])
-	p.arena = p.arena[:end-n]
+	p.arena = arena
 	if h.Rrtype == dns.TypeSOA {
 		p.soas = append(p.soas, int32(len(p.offs)))
 	}
@@ -148,6 +126,46 @@ func emptyRdataAllowed(rr dns.RR) bool {
 		return true
 	}
 	return false
+}
+
+// appendOwnerless packs rr at the end of dst in the form a zone stores it
+// (without its owner name, which is the name it is filed under) and
+// returns the extended slice. The error names a record that cannot be
+// stored: no owner name, no RDATA, or not encodable for the wire.
+func appendOwnerless(dst []byte, rr dns.RR) ([]byte, error) {
+	h := rr.Header()
+	if h.Name == "" {
+		// miekg packs an empty owner as nothing at all, not even the
+		// root: there would be no owner to file the record under.
+		return dst, fmt.Errorf("%s record has no owner name", typeName(h.Rrtype))
+	}
+	// Room for the largest record; measured only when short of it (a
+	// piece's arena rarely is, a one-record buffer always).
+	if cap(dst)-len(dst) < maxRRWire {
+		if need := dns.Len(rr) + 1; cap(dst)-len(dst) < need {
+			grown := make([]byte, len(dst), max(2*cap(dst), len(dst)+need))
+			copy(grown, dst)
+			dst = grown
+		}
+	}
+	off := len(dst)
+	end, err := dns.PackRR(rr, dst[:cap(dst)], off, nil, false)
+	if err != nil {
+		return dst, fmt.Errorf("%s %s record cannot be encoded for the wire: %w", h.Name, typeName(h.Rrtype), err)
+	}
+	if h.Rdlength == 0 && !emptyRdataAllowed(rr) { // PackRR set it
+		// miekg reads "name A" with nothing after it as a record with
+		// no RDATA (an UPDATE deletion): it cannot be served, and its
+		// text does not parse back.
+		return dst, fmt.Errorf("%s %s record has no RDATA", h.Name, typeName(h.Rrtype))
+	}
+	b := dst[:end]
+	n := skipName(b, off) - off
+	if rest := end - off - n; rest < 10 || int(binary.BigEndian.Uint16(b[off+n+8:]))+10 != rest {
+		return dst, fmt.Errorf("%s %s record does not pack as a record", h.Name, typeName(h.Rrtype))
+	}
+	copy(b[off:], b[off+n:])
+	return b[:end-n], nil
 }
 
 // full reports whether the piece should be closed before adding more.

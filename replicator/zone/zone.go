@@ -460,11 +460,11 @@ func canonicalOrigin(origin string) (string, error) {
 	return o, nil
 }
 
-// canonicalText is the digest line of one RR: its presentation text with
+// CanonicalText is the digest line of one RR: its presentation text with
 // the owner name lower-cased (owner names are case-insensitive and the
 // wire may carry either case; RDATA is left alone because TXT and
 // similar are case-sensitive).
-func canonicalText(rr dns.RR) string {
+func CanonicalText(rr dns.RR) string {
 	s := rr.String()
 	if i := strings.IndexByte(s, '\t'); i > 0 {
 		return strings.ToLower(s[:i]) + s[i:]

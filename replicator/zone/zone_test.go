@@ -321,7 +321,7 @@ func TestDigestDefinitionAndNames(t *testing.T) {
 		}
 		var lines []string
 		for _, rr := range z.All() {
-			lines = append(lines, canonicalText(rr)+"\n")
+			lines = append(lines, CanonicalText(rr)+"\n")
 		}
 		slices.Sort(lines)
 		lines = slices.Compact(lines)

@@ -62,7 +62,7 @@ func sortedTexts(z *zone.Zone) []textRR {
 	out := make([]textRR, 0, z.Len())
 	for _, rr := range z.All() {
 		if rr != nil {
-			out = append(out, textRR{canonicalText(rr), rr})
+			out = append(out, textRR{zone.CanonicalText(rr), rr})
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].text < out[j].text })

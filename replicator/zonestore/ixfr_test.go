@@ -19,9 +19,9 @@ func applyDelta(t *testing.T, old *zone.Zone, d *Delta) *zone.Zone {
 	t.Helper()
 	gone := map[string]bool{}
 	for _, rr := range d.Deleted {
-		gone[canonicalText(rr)] = true
+		gone[zone.CanonicalText(rr)] = true
 	}
-	if canonicalText(d.FromSOA) != canonicalText(old.RR(0)) {
+	if zone.CanonicalText(d.FromSOA) != zone.CanonicalText(old.RR(0)) {
 		t.Fatalf("delta starts from SOA %v, the old version has %v", d.FromSOA, old.RR(0))
 	}
 	rrs := []dns.RR{d.ToSOA}
@@ -29,8 +29,8 @@ func applyDelta(t *testing.T, old *zone.Zone, d *Delta) *zone.Zone {
 		if i == 0 {
 			continue // the SOA, replaced by ToSOA
 		}
-		if gone[canonicalText(rr)] {
-			delete(gone, canonicalText(rr))
+		if gone[zone.CanonicalText(rr)] {
+			delete(gone, zone.CanonicalText(rr))
 			continue
 		}
 		rrs = append(rrs, rr)

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/regdr/regdr/replicator/gates"
 	"github.com/regdr/regdr/replicator/zone"
 )
@@ -168,11 +166,11 @@ func (s *Store) Put(z *zone.Zone, m Manifest) (Manifest, error) {
 // (holding five million lines to sort them would double a large zone's
 // footprint at the moment it is stored).
 func canonicalBytes(z *zone.Zone) []byte {
-	soa := canonicalText(z.RR(0))
+	soa := zone.CanonicalText(z.RR(0))
 	b := make([]byte, 0, 88*z.Len()) // a TLD averages 84 bytes a line
 	placed := false
 	for i := 1; i < z.Len(); i++ {
-		l := canonicalText(z.RR(i))
+		l := zone.CanonicalText(z.RR(i))
 		if !placed && soa < l {
 			b = append(append(b, soa...), '\n')
 			placed = true
@@ -183,17 +181,6 @@ func canonicalBytes(z *zone.Zone) []byte {
 		b = append(append(b, soa...), '\n')
 	}
 	return b
-}
-
-// canonicalText is zone's digest line for rr: presentation text with the
-// owner name lower-cased (owner names are case-insensitive; RDATA is left
-// alone because TXT and the like are not).
-func canonicalText(rr dns.RR) string {
-	s := rr.String()
-	if i := strings.IndexByte(s, '\t'); i > 0 {
-		return strings.ToLower(s[:i]) + s[i:]
-	}
-	return s
 }
 
 // putObject makes objects/<digest>.zone hold text, verified. An object
